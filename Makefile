@@ -1,0 +1,67 @@
+# insectml: every entry point is a make target (Jenkins stages call these too).
+#   make demo       set up, fetch the demo data, run the pipeline on it (local executor)
+#   make test       set up, then every test (unit, CLI, Nextflow, MMS, DVC); prints its timing
+SHELL      := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ENV_DIR    := $(shell bash env/setup.sh --env-dir)
+export PATH := $(ENV_DIR)/venv/bin:$(PATH)
+export INSECTML_CACHE ?= $(HOME)/.cache/insectml
+export NUMBA_CACHE_DIR ?= $(INSECTML_CACHE)/numba
+export MPLCONFIGDIR ?= $(INSECTML_CACHE)/matplotlib
+export DVC_NO_ANALYTICS := 1
+OUTDIR     ?= results
+PROFILE    ?= standard
+NXF_ARGS   ?=
+PORT       ?= 8080
+MGMT_PORT  ?= 8081
+
+.PHONY: help setup data demo run test test-fast test-integration lint serve serve-stop lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
+
+setup:  ## install the environment (venv + Nextflow) into $(INSECTML_CACHE); seconds when unchanged
+	@bash env/setup.sh
+
+data: setup  ## check out the pinned demo data (dvc pull from the bundled remote)
+	@dvc pull -q data.dvc || { echo "make data: 'dvc pull' failed; see above" >&2; exit 1; }
+
+run: setup data  ## nextflow run train_evaluate.nf -profile $(PROFILE) --outdir $(OUTDIR) $(NXF_ARGS)
+	nextflow run train_evaluate.nf -profile $(PROFILE) --outdir $(OUTDIR) $(NXF_ARGS)
+
+demo: run  ## the main job on the bundled demo data, then where its results are
+	@echo; bin/insectml results --outdir $(OUTDIR)
+
+test: setup data  ## every test; prints how long it took
+	@start=$$(date +%s); rc=0; \
+	pytest tests --durations=10 || rc=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+test-fast: setup  ## unit and CLI tests only (no Nextflow, MMS or DVC)
+	pytest tests/unit
+
+test-integration: setup data  ## the real engines: Nextflow, MMS, DVC
+	pytest tests/integration --durations=10
+
+lint: setup  ## ruff
+	ruff check lib bin/insectml tests benchmarks
+	ruff format --check lib tests benchmarks
+
+serve: setup  ## start MMS on 127.0.0.1:$(PORT) with $(OUTDIR)/wingbeat/archive/wingbeat.mar
+	@test -f $(OUTDIR)/wingbeat/archive/wingbeat.mar || { echo "make serve: no $(OUTDIR)/wingbeat/archive/wingbeat.mar; run 'make demo' first" >&2; exit 2; }
+	bin/insectml serve start --model-store $(OUTDIR)/wingbeat/archive --model wingbeat=wingbeat.mar \
+	  --state $(OUTDIR)/serving --port $(PORT) --management-port $(MGMT_PORT) \
+	  --probe data/wingbeat/recordings/aedes_aegypti/aedes_aegypti_0000.wav
+	@echo "serving: curl -X POST --data-binary @data/wingbeat/recordings/culex_pipiens/culex_pipiens_0001.wav http://127.0.0.1:$(PORT)/predictions/wingbeat"
+	@echo "stop with: make serve-stop"
+
+serve-stop:  ## stop the server started by 'make serve'
+	bin/insectml serve stop --state $(OUTDIR)/serving
+
+lock:  ## re-pin env/requirements.txt from env/requirements.in (in a scratch venv)
+	rm -rf $(INSECTML_CACHE)/lock-venv && python3 -m venv $(INSECTML_CACHE)/lock-venv
+	$(INSECTML_CACHE)/lock-venv/bin/pip install -q -r env/requirements.in
+	$(INSECTML_CACHE)/lock-venv/bin/pip freeze > env/requirements.txt
+
+clean:  ## remove run outputs (not the environment cache)
+	rm -rf work .nextflow .nextflow.log* $(OUTDIR)

@@ -1,0 +1,3 @@
+"""insectml: train, evaluate, package and serve insect-identification models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""The ``insectml`` command: one subcommand per pipeline step.
+
+Parsing and error reporting live here; each family registers its own subcommands
+and imports its heavy libraries only when a command runs, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from insectml import __version__
+from insectml.errors import UserError
+
+log = logging.getLogger("insectml")
+
+
+def _default_caches() -> None:
+    # librosa's first call JIT-compiles with numba (~20 s); keep those binaries.
+    cache = Path(os.environ.get("INSECTML_CACHE", Path.home() / ".cache" / "insectml"))
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache / "numba"))
+    os.environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from insectml import commands
+    from insectml.serving import cli as serving_cli
+    from insectml.wingbeat import cli as wingbeat_cli
+
+    parser = Parser(
+        prog="insectml",
+        description="Train, evaluate, package and serve insect-identification models.",
+    )
+    parser.add_argument("--version", action="version", version=f"insectml {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.register(sub)
+    wingbeat_cli.register(sub)
+    serving_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _default_caches()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result = args.func(args)
+    except UserError as exc:
+        print(f"insectml: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("insectml: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+def existing_file(value: str) -> Path:
+    """argparse type: a path that must exist as a file."""
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value}: file not found")
+    return path
+
+
+def existing_dir(value: str) -> Path:
+    """argparse type: a path that must exist as a folder."""
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: folder not found")
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

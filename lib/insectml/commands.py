@@ -1,0 +1,101 @@
+"""General subcommands: demo data, parameter validation, versions, results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from insectml.cli import existing_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="demo data")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    p = data_sub.add_parser(
+        "demo", help="write the bundled demo data (deterministic)",
+        description="Write the demo datasets into OUT (wingbeat: OUT/wingbeat). The same seed always "
+        "produces byte-identical files, so DVC tracks one version.",
+    )
+    p.add_argument("--out", type=Path, default=Path("data"), help="data folder (default: data)")
+    p.add_argument("--wingbeat-per-class", type=int, default=120, help="recordings per species (default: 120)")
+    p.add_argument("--seed", type=int, default=20240601, help="generator seed (default: 20240601)")
+    p.set_defaults(func=_demo)
+
+    params = sub.add_parser("params", help="pipeline parameters")
+    params_sub = params.add_subparsers(dest="params_command", metavar="ACTION", required=True)
+    p = params_sub.add_parser(
+        "validate", help="check pipeline params against nextflow_schema.json",
+        description="Validate the params of a Nextflow run (JSON) against the pipeline's schema; "
+        "one line per problem, exit 2 if any.",
+    )
+    p.add_argument("--schema", type=existing_file, required=True, help="nextflow_schema.json")
+    p.add_argument("--params", required=True, help="the run's params as JSON text")
+    p.set_defaults(func=_params_validate)
+    p = params_sub.add_parser("help", help="print every pipeline parameter with its default and help")
+    p.add_argument("--schema", type=existing_file, required=True, help="nextflow_schema.json")
+    p.set_defaults(func=_params_help)
+
+    p = sub.add_parser("versions", help="versions.yml for a pipeline task (nf-core convention)")
+    p.add_argument("--process", required=True, help="the Nextflow process name")
+    p.set_defaults(func=_versions)
+
+    p = sub.add_parser("results", help="say where a run's metrics, reports and archives are")
+    p.add_argument("--outdir", type=Path, default=Path("results"), help="the run's --outdir (default: results)")
+    p.set_defaults(func=_results)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from insectml.data.demo import write_wingbeat_demo
+
+    write_wingbeat_demo(args.out / "wingbeat", per_class=args.wingbeat_per_class, seed=args.seed)
+    print(args.out)
+    return 0
+
+
+def _params_validate(args: argparse.Namespace) -> int:
+    from insectml.params import validate_params
+
+    validate_params(args.schema, args.params)
+    return 0
+
+
+def _params_help(args: argparse.Namespace) -> int:
+    from insectml.params import help_text
+
+    print(help_text(args.schema))
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from insectml.lineage import package_versions
+
+    versions = {k: v for k, v in package_versions().items() if v}
+    lines = [f'"{args.process}":'] + [f"    {k}: {v}" for k, v in versions.items()]
+    print("\n".join(lines))
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from insectml.errors import InputFileError
+
+    if not args.outdir.is_dir():
+        raise InputFileError(args.outdir, "results folder not found")
+    groups = {
+        "metrics": sorted(args.outdir.rglob("metrics.json")),
+        "reports": sorted(args.outdir.rglob("report.html")),
+        "archives": sorted(args.outdir.rglob("*.mar")),
+        "pipeline info": sorted((args.outdir / "pipeline_info").glob("execution_report*.html")),
+    }
+    for name, paths in groups.items():
+        print(f"{name}:")
+        for path in paths or []:
+            print(f"  {path}")
+        if not paths:
+            print("  (none)")
+    for path in groups["metrics"]:
+        m = json.loads(path.read_text())
+        if "accuracy" in m:
+            print(f"{path.parent.name}: {m.get('family')} {m.get('model')} {m.get('split')} "
+                  f"accuracy={m['accuracy']:.3f} macro_f1={m['macro_f1']:.3f}")
+    return 0

@@ -1,0 +1,68 @@
+"""Seeded, stratified, grouped train/val/test splits.
+
+No group (specimen, recording event) ever lands on two sides of a split, and each
+class is spread over every side in proportion, as far as its groups allow.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from insectml.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+def grouped_split(
+    labels: Sequence[str],
+    groups: Sequence[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> list[str]:
+    """Assign ``train``/``val``/``test`` to each sample.
+
+    Raises :class:`ConfigError` naming the class when a class lives in too few
+    groups to appear on every side.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 < test_fraction < 0.5 or not 0 < val_fraction < 0.5:
+        raise ConfigError(
+            f"val/test fractions must be in (0, 0.5); got val={val_fraction}, test={test_fraction}"
+        )
+    groups_of: dict[str, set[str]] = defaultdict(set)
+    for label, group in zip(labels, groups):
+        groups_of[label].add(group)
+    for label, gs in sorted(groups_of.items()):
+        if len(gs) < len(SPLITS):
+            raise ConfigError(
+                f"class '{label}' has recordings from only {len(gs)} group(s); "
+                f"a grouped train/val/test split needs at least {len(SPLITS)}"
+            )
+
+    y = np.asarray(labels)
+    g = np.asarray(groups)
+    split = np.full(len(y), "train", dtype=object)
+
+    test_folds = max(2, round(1 / test_fraction))
+    outer = StratifiedGroupKFold(n_splits=test_folds, shuffle=True, random_state=seed)
+    rest_idx, test_idx = next(outer.split(np.zeros(len(y)), y, g))
+    split[test_idx] = "test"
+
+    val_folds = max(2, round((1 - test_fraction) / val_fraction))
+    inner = StratifiedGroupKFold(n_splits=val_folds, shuffle=True, random_state=seed + 1)
+    _, val_rel = next(inner.split(np.zeros(len(rest_idx)), y[rest_idx], g[rest_idx]))
+    split[rest_idx[val_rel]] = "val"
+
+    for label in sorted(groups_of):
+        missing = [s for s in SPLITS if not np.any((y == label) & (split == s))]
+        if missing:
+            raise ConfigError(
+                f"class '{label}' ends up with no samples in {'/'.join(missing)}; "
+                f"it needs recordings from more groups ({len(groups_of[label])} now)"
+            )
+    return split.tolist()

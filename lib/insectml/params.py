@@ -1,0 +1,108 @@
+"""Pipeline parameter validation and help, from ``nextflow_schema.json``.
+
+Nextflow plugins (nf-schema) cannot be downloaded on an offline cluster, so the
+entry workflow calls ``insectml params validate`` before anything runs. The schema
+is JSON Schema with nf-core's layout (``$defs`` groups, ``allOf``), plus:
+``"exists": true`` on ``format: file-path|directory-path`` and ``"x-choices"``
+for comma-separated lists whose items must come from a set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from insectml.errors import InputFileError, UserError
+
+
+class ParamsError(UserError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def load_schema(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def flat_properties(schema: dict) -> dict[str, dict]:
+    props = dict(schema.get("properties", {}))
+    for group in schema.get("$defs", {}).values():
+        props.update(group.get("properties", {}))
+    return props
+
+
+def validate_params(schema_path: Path, params_json: str) -> None:
+    """Raise :class:`ParamsError` with one line per problem: type, range, choice,
+    missing file or folder, unknown parameter."""
+    import jsonschema
+
+    schema = load_schema(schema_path)
+    try:
+        params = json.loads(params_json)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--params is not JSON ({exc.msg})") from None
+    props = flat_properties(schema)
+    flat = {"type": "object", "properties": props}
+    problems = []
+    # Nextflow only passes params that have a value; null means "not set".
+    present = {k: v for k, v in params.items() if v is not None and k in props}
+    validator = jsonschema.Draft202012Validator(flat)
+    for error in sorted(validator.iter_errors(present), key=lambda e: list(e.path)):
+        name = error.path[0] if error.path else "params"
+        problems.append(f"--{name}: {_message(error)}")
+    for name, value in present.items():
+        spec = props[name]
+        if spec.get("exists") and isinstance(value, str):
+            path = Path(value)
+            kind = spec.get("format")
+            if kind == "file-path" and not path.is_file():
+                problems.append(f"--{name}: file not found: {value}")
+            elif kind == "directory-path" and not path.is_dir():
+                problems.append(f"--{name}: folder not found: {value}")
+        if "x-choices" in spec and isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            bad = [v for v in items if v not in spec["x-choices"]]
+            if bad or not items:
+                problems.append(
+                    f"--{name}: {', '.join(bad) or 'empty'} not among {', '.join(spec['x-choices'])}"
+                )
+    unknown = sorted(k for k in params if k not in props and not _nextflow_alias(k, props))
+    problems += [f"--{k}: unknown parameter (see --help)" for k in unknown]
+    if problems:
+        raise ParamsError(problems)
+
+
+def _nextflow_alias(name: str, props: dict) -> bool:
+    # Nextflow adds a camelCase twin for a --kebab-case param.
+    return any(name == _camel(p) for p in props)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.replace("-", "_").split("_")
+    return head + "".join(w.title() for w in rest)
+
+
+def _message(error) -> str:
+    if error.validator == "enum":
+        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "type":
+        return f"{error.instance!r} is not a {error.validator_value}"
+    return error.message
+
+
+def help_text(schema_path: Path) -> str:
+    schema = load_schema(schema_path)
+    lines = [schema.get("title", "parameters"), schema.get("description", ""), ""]
+    groups = list(schema.get("$defs", {}).values()) or [schema]
+    for group in groups:
+        lines.append(group.get("title", "parameters"))
+        for name, spec in group.get("properties", {}).items():
+            default = spec.get("default")
+            shown = "" if default is None else f" [default: {default}]"
+            lines.append(f"  --{name:<28} {spec.get('description', '')}{shown}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,191 @@
+"""Start and stop Multi Model Server on loopback, tracked by its own PID.
+
+MMS 1.1.11 writes one global pid file into ``$TEMP``; each server here gets its
+own TEMP inside its state folder, so several servers (tests, a demo) never share
+one. ``/ping`` answers before models are loaded, so readiness means: a probe
+prediction succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from insectml.errors import UserError
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_store: Path
+    models: dict[str, str]  # name → archive file in model_store
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    management_port: int = 8081
+    workers: int = 1
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{self.host}:{self.management_port}"
+
+
+def write_properties(cfg: ServerConfig) -> Path:
+    path = cfg.state_dir / "config.properties"
+    lines = {
+        "inference_address": cfg.inference_url,
+        "management_address": cfg.management_url,
+        "model_store": str(cfg.model_store.resolve()),
+        "load_models": ",".join(f"{n}={a}" for n, a in cfg.models.items()),
+        "default_workers_per_model": str(cfg.workers),
+        "job_queue_size": "100",
+    }
+    path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    return path
+
+
+def start(cfg: ServerConfig, probe: tuple[str, bytes] | None = None, timeout: float = 180.0) -> dict:
+    """Start MMS in the background; return once ``probe`` (model name, body) predicts.
+
+    Writes ``server.json`` (PIDs, URLs) into the state folder for :func:`stop`.
+    """
+    for name, archive in cfg.models.items():
+        if not (cfg.model_store / archive).is_file():
+            raise UserError(f"{cfg.model_store / archive}: archive for model '{name}' not found")
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    state = cfg.state_dir / "server.json"
+    if state.is_file() and _alive(json.loads(state.read_text()).get("pid")):
+        raise UserError(f"{state}: a server from this folder is still running; stop it first")
+    tmp = cfg.state_dir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    (tmp / ".model_server.pid").unlink(missing_ok=True)
+    props = write_properties(cfg)
+    env = {**os.environ, "TEMP": str(tmp), "TMPDIR": str(tmp)}
+    mms = shutil.which("multi-model-server") or str(Path(sys.executable).with_name("multi-model-server"))
+    log = open(cfg.state_dir / "server.log", "ab")
+    wrapper = subprocess.Popen(
+        [mms, "--start", "--foreground", "--mms-config", str(props), "--model-store", str(cfg.model_store)],
+        cwd=cfg.state_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    pid_file = tmp / ".model_server.pid"
+    deadline = time.monotonic() + timeout
+    while not pid_file.is_file() or not pid_file.read_text().strip():
+        if wrapper.poll() is not None or time.monotonic() > deadline:
+            raise UserError(f"Multi Model Server did not start; see {cfg.state_dir / 'server.log'}")
+        time.sleep(0.1)
+    info = {
+        "pid": int(pid_file.read_text().strip()),
+        "wrapper_pid": wrapper.pid,
+        "inference": cfg.inference_url,
+        "management": cfg.management_url,
+        "models": cfg.models,
+    }
+    state.write_text(json.dumps(info, indent=2) + "\n")
+    try:
+        _wait_ready(cfg, probe, deadline, wrapper)
+    except BaseException:
+        stop(cfg.state_dir)
+        raise
+    return info
+
+
+def _wait_ready(cfg: ServerConfig, probe, deadline: float, wrapper: subprocess.Popen) -> None:
+    while True:
+        if wrapper.poll() is not None:
+            raise UserError(f"Multi Model Server exited during start-up; see {cfg.state_dir / 'server.log'}")
+        try:
+            if probe is None:
+                with urllib.request.urlopen(f"{cfg.management_url}/models", timeout=5) as r:
+                    listed = {m["modelName"] for m in json.load(r).get("models", [])}
+                if set(cfg.models) <= listed and all(_workers_ready(cfg, n) for n in cfg.models):
+                    return
+            else:
+                name, body = probe
+                predict(cfg.inference_url, name, body, timeout=30)
+                return
+        except urllib.error.HTTPError as exc:
+            # 404/503: the model or its worker is still loading; anything else is an answer.
+            if exc.code not in (404, 503):
+                detail = exc.read().decode(errors="replace").strip()[:300]
+                raise UserError(f"Multi Model Server answered the probe with HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise UserError(f"Multi Model Server gave no prediction in time; see {cfg.state_dir / 'server.log'}")
+        time.sleep(0.5)
+
+
+def _workers_ready(cfg: ServerConfig, name: str) -> bool:
+    with urllib.request.urlopen(f"{cfg.management_url}/models/{name}", timeout=5) as r:
+        workers = json.load(r).get("workers", [])
+    return any(w.get("status") == "READY" for w in workers)
+
+
+def predict(
+    url: str, name: str, body: bytes, timeout: float = 60, content_type: str = "application/octet-stream"
+) -> dict:
+    """POST ``body`` to a model. The Content-Type matters: MMS form-decodes bodies sent as
+    application/x-www-form-urlencoded (curl's and urllib's default) instead of passing them on."""
+    request = urllib.request.Request(
+        f"{url}/predictions/{name}", data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def stop(state_dir: Path, timeout: float = 30.0) -> bool:
+    """Stop the server recorded in ``state_dir/server.json`` (its Java process, the
+    Python workers under it, and the wrapper). Returns False if none was running."""
+    state = state_dir / "server.json"
+    if not state.is_file():
+        return False
+    info = json.loads(state.read_text())
+    pids = [*_children(info["pid"]), info["pid"], info.get("wrapper_pid")]
+    pids = [p for p in pids if p and _alive(p)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    state.unlink()
+    return bool(pids)

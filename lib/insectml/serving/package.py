@@ -1,0 +1,46 @@
+"""Build Multi Model Server archives (.mar) from model directories."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from insectml.errors import InputFileError, UserError
+
+import insectml
+
+
+def build_mar(model_dir: Path, name: str, handler_module: str, out_dir: Path) -> Path:
+    """Pack ``model_dir``, a copy of the insectml library and a handler shim into
+    ``out_dir/<name>.mar``. The archive serves without insectml installed on the server."""
+    if not (model_dir / "lineage.json").is_file():
+        raise InputFileError(model_dir, "model directory has no lineage.json; it was not made by 'train'")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mar-") as tmp:
+        staging = Path(tmp) / name
+        shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("checkpoints"))
+        shutil.copytree(
+            Path(insectml.__file__).parent, staging / "insectml",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        (staging / "handler.py").write_text(
+            f'"""Multi Model Server entry point for {name}."""\n'
+            f"from {handler_module} import handle  # noqa: F401\n"
+        )
+        (staging / "archive.json").write_text(
+            json.dumps({"name": name, "handler": handler_module, "insectml": insectml.__version__}, indent=2) + "\n"
+        )
+        archiver = shutil.which("model-archiver") or str(Path(sys.executable).with_name("model-archiver"))
+        cmd = [archiver, "--model-name", name, "--model-path", str(staging),
+               "--handler", "handler:handle", "--export-path", str(out_dir), "--force"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise UserError(f"model-archiver failed for {model_dir}: {done.stderr.strip()[-300:]}")
+    mar = out_dir / f"{name}.mar"
+    if not mar.is_file():
+        raise UserError(f"model-archiver reported success but wrote no {mar}")
+    return mar

@@ -1,0 +1,54 @@
+"""Multi Model Server handler for wingbeat models.
+
+POST a WAV body to ``/predictions/<name>``; the answer is a JSON object of species
+probabilities, most likely first. The front-end is the one used in training
+(:mod:`insectml.wingbeat.features`), configured from the model's ``config.json``.
+A body that is not a valid recording gets HTTP 400 with ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class WingbeatService:
+    def __init__(self) -> None:
+        self.predictor = None
+
+    def initialize(self, context) -> None:
+        from insectml.wingbeat.predict import WingbeatPredictor
+
+        model_dir = Path(context.system_properties["model_dir"])
+        self.predictor = WingbeatPredictor.load(model_dir)
+        log.info("wingbeat model loaded from %s (%d classes)", model_dir, len(self.predictor.classes))
+
+    def handle(self, data: list[dict], context) -> list:
+        from insectml.errors import UserError
+        from insectml.wingbeat.audio import decode_wav
+
+        out = []
+        for idx, request in enumerate(data):
+            body = request.get("body") if request.get("body") is not None else request.get("data")
+            try:
+                if not isinstance(body, (bytes, bytearray)):
+                    raise UserError("request body must be a WAV file (raw bytes)")
+                audio = decode_wav(bytes(body), self.predictor.frontend.sample_rate, name="request body")
+                out.append({"probabilities": self.predictor.predict_audio(audio)})
+            except UserError as exc:
+                context.set_response_status(400, str(exc), idx)
+                out.append({"error": str(exc)})
+        return out
+
+
+_service = WingbeatService()
+
+
+def handle(data, context):
+    if _service.predictor is None:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

@@ -1,0 +1,68 @@
+"""The labels CSV: one row per recording, with its species and recording event."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from insectml.errors import InputFileError
+
+REQUIRED_COLUMNS = ("path", "species")
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    line: int
+    path: str
+    species: str
+    group: str
+
+
+def read_labels(csv_path: Path, group_by: str) -> list[LabelRow]:
+    """Read the labels CSV; missing columns or an empty file raise :class:`InputFileError`.
+
+    Per-row problems (empty cells) are left to validation, which reports them all.
+    """
+    if not csv_path.is_file():
+        raise InputFileError(csv_path, "labels file not found")
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            needed = [*REQUIRED_COLUMNS, group_by]
+            missing = [c for c in needed if c not in columns]
+            if missing:
+                found = ", ".join(columns) if columns else "none"
+                raise InputFileError(
+                    csv_path, f"missing column(s) {', '.join(repr(m) for m in missing)} (found: {found})"
+                )
+            rows = [
+                LabelRow(
+                    line=reader.line_num,
+                    path=(row.get("path") or "").strip(),
+                    species=(row.get("species") or "").strip(),
+                    group=(row.get(group_by) or "").strip(),
+                )
+                for row in reader
+            ]
+    except UnicodeDecodeError:
+        raise InputFileError(csv_path, "not a UTF-8 text CSV file") from None
+    except csv.Error as exc:
+        raise InputFileError(csv_path, f"malformed CSV ({exc})") from None
+    if not rows:
+        raise InputFileError(csv_path, "no rows below the header")
+    return rows
+
+
+def read_classes(path: Path) -> list[str]:
+    """One class name per line; blank lines and ``#`` comments ignored."""
+    if not path.is_file():
+        raise InputFileError(path, "classes file not found")
+    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n and not n.startswith("#")]
+    if not names:
+        raise InputFileError(path, "lists no classes")
+    if len(set(names)) != len(names):
+        raise InputFileError(path, "lists a class more than once")
+    return names

@@ -1,0 +1,28 @@
+process WINGBEAT_FEATURES {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(manifest), path(dataset), path(data, stageAs: 'data')
+
+    output:
+    tuple val(meta), path('features.npz'), emit: features
+    path 'versions.yml'                  , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insectml wingbeat features \\
+        --manifest ${manifest} \\
+        --dataset ${dataset} \\
+        --data ${data} \\
+        --out features.npz \\
+        ${args}
+    insectml versions --process ${task.process} > versions.yml
+    """
+
+    stub:
+    """
+    touch features.npz versions.yml
+    """
+}

@@ -1,0 +1,30 @@
+process WINGBEAT_TRAIN {
+    tag "${meta.id}:${meta.model}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(features)
+
+    output:
+    tuple val(meta), path('model'), emit: model
+    path 'versions.yml'           , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insectml wingbeat train \\
+        --features ${features} \\
+        --model ${meta.model} \\
+        --seed ${meta.seed} \\
+        --threads ${task.cpus} \\
+        --out model \\
+        ${args}
+    insectml versions --process ${task.process} > versions.yml
+    """
+
+    stub:
+    """
+    mkdir model
+    touch model/model.joblib model/config.json model/labels.json model/lineage.json versions.yml
+    """
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env nextflow
+/*
+ * insectml: train and evaluate insect-identification models.
+ *
+ *   nextflow run train_evaluate.nf [-profile test|slurm|gpu] [--task wingbeat] [--outdir results]
+ *   nextflow run train_evaluate.nf --help
+ *
+ * This file reads params, validates them (in Python, against nextflow_schema.json),
+ * picks the families and calls their workflows. Nothing here computes.
+ */
+nextflow.enable.dsl = 2
+
+include { WINGBEAT } from './workflows/wingbeat'
+
+def insectml(List args) {
+    def proc = ([ "${projectDir}/bin/insectml" ] + args).collect { it.toString() }.execute()
+    def out = new StringBuilder(), err = new StringBuilder()
+    proc.waitForProcessOutput(out, err)
+    return [ proc.exitValue(), out.toString(), err.toString() ]
+}
+
+workflow {
+    def schema = "${projectDir}/nextflow_schema.json"
+    if (params.help) {
+        def (code, out, err) = insectml([ 'params', 'help', '--schema', schema ])
+        println(out ?: err)
+        exit 0
+    }
+    def (code, out, err) = insectml([ 'params', 'validate', '--schema', schema, '--params', groovy.json.JsonOutput.toJson(params) ])
+    if (code != 0) {
+        exit 2, err.trim()
+    }
+
+    def tasks = params.task.tokenize(',')*.trim()
+    def ch_versions = Channel.empty()
+
+    if ('wingbeat' in tasks) {
+        def labels = params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv"
+        def meta = [ id: 'wingbeat', family: 'wingbeat', seed: params.seed ]
+        ch_input = Channel.of([ meta, file(labels, checkIfExists: true), file(params.wingbeat_input, checkIfExists: true) ])
+        WINGBEAT ( ch_input, params.wingbeat_feature_model )
+        ch_versions = ch_versions.mix(WINGBEAT.out.versions)
+    }
+
+    ch_versions
+        .unique()
+        .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true)
+}
+
+workflow.onComplete {
+    if (workflow.success) {
+        log.info "insectml: done. Results in ${params.outdir}; run reports in ${params.outdir}/pipeline_info"
+    }
+}
