@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="demo data")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = data_sub.add_parser(
-        "demo", help="write the bundled demo data (deterministic)",
+        "demo",
+        help="write the bundled demo data (deterministic)",
         description="Write the demo datasets into OUT (wingbeat: OUT/wingbeat). The same seed always "
         "produces byte-identical files, so DVC tracks one version.",
     )
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     params = sub.add_parser("params", help="pipeline parameters")
     params_sub = params.add_subparsers(dest="params_command", metavar="ACTION", required=True)
     p = params_sub.add_parser(
-        "validate", help="check pipeline params against nextflow_schema.json",
+        "validate",
+        help="check pipeline params against nextflow_schema.json",
         description="Validate the params of a Nextflow run (JSON) against the pipeline's schema; "
         "one line per problem, exit 2 if any.",
     )
@@ -96,6 +98,8 @@ def _results(args: argparse.Namespace) -> int:
     for path in groups["metrics"]:
         m = json.loads(path.read_text())
         if "accuracy" in m:
-            print(f"{path.parent.name}: {m.get('family')} {m.get('model')} {m.get('split')} "
-                  f"accuracy={m['accuracy']:.3f} macro_f1={m['macro_f1']:.3f}")
+            print(
+                f"{path.parent.name}: {m.get('family')} {m.get('model')} {m.get('split')} "
+                f"accuracy={m['accuracy']:.3f} macro_f1={m['macro_f1']:.3f}"
+            )
     return 0

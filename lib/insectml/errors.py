@@ -29,9 +29,7 @@ class ValidationFailed(UserError):
         self.problems = problems
         where = f"; every problem is listed in {report}" if report else ""
         first = problems[0] if problems else "unknown problem"
-        super().__init__(
-            f"{source}: {len(problems)} problem(s) found, first: {first}{where}"
-        )
+        super().__init__(f"{source}: {len(problems)} problem(s) found, first: {first}{where}")
 
 
 class ConfigError(UserError):

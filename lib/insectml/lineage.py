@@ -14,8 +14,16 @@ from pathlib import Path
 import insectml
 
 PACKAGES = (
-    "numpy", "scipy", "scikit-learn", "librosa", "soundfile", "torch", "torchvision",
-    "timm", "multi-model-server", "dvc",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "librosa",
+    "soundfile",
+    "torch",
+    "torchvision",
+    "timm",
+    "multi-model-server",
+    "dvc",
 )
 
 
@@ -29,9 +37,7 @@ def git_state(root: Path | None = None) -> dict:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(
-                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20
-            )
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -63,7 +69,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def collect(*, params: dict, seed: int, data: dict, started: str) -> dict:

@@ -67,9 +67,7 @@ def validate_params(schema_path: Path, params_json: str) -> None:
             items = [v.strip() for v in value.split(",") if v.strip()]
             bad = [v for v in items if v not in spec["x-choices"]]
             if bad or not items:
-                problems.append(
-                    f"--{name}: {', '.join(bad) or 'empty'} not among {', '.join(spec['x-choices'])}"
-                )
+                problems.append(f"--{name}: {', '.join(bad) or 'empty'} not among {', '.join(spec['x-choices'])}")
     unknown = sorted(k for k in params if k not in props and not _nextflow_alias(k, props))
     problems += [f"--{k}: unknown parameter (see --help)" for k in unknown]
     if problems:
@@ -90,7 +88,7 @@ def _message(error) -> str:
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "type":
-        return f"{error.instance!r} is not a {error.validator_value}"
+        return f"{error.instance!r} is not of type {error.validator_value}"
     return error.message
 
 

@@ -80,9 +80,7 @@ def synthesise(profile: SpeciesProfile, background: dict[str, float], rng: np.ra
 
     snr_db = background["snr_db"] + rng.normal(0.0, 3.0)
     noise = _coloured_noise(rng, n, background["noise_colour"]) * 10 ** (-snr_db / 20)
-    hum = background["hum_level"] * 10 * sum(
-        np.sin(2 * np.pi * h * background["hum_hz"] * t) / h for h in (1, 2, 3)
-    )
+    hum = background["hum_level"] * 10 * sum(np.sin(2 * np.pi * h * background["hum_hz"] * t) / h for h in (1, 2, 3))
     mix = signal + noise + hum
     mix *= background["gain"] * 0.5 / (np.max(np.abs(mix)) + 1e-12)
     return mix.astype(np.float32)

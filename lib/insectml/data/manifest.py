@@ -57,9 +57,7 @@ def content_version(rows: Iterable[dict]) -> str:
     """A hash of the data actually used: every sample's label, group, split and file md5."""
     digest = hashlib.sha256()
     for row in sorted(rows, key=lambda r: r["id"]):
-        digest.update(
-            json.dumps([row["id"], row["label"], row["group"], row["split"], row["md5"]]).encode()
-        )
+        digest.update(json.dumps([row["id"], row["label"], row["group"], row["split"], row["md5"]]).encode())
     return digest.hexdigest()[:16]
 
 

@@ -31,11 +31,9 @@ def grouped_split(
     from sklearn.model_selection import StratifiedGroupKFold
 
     if not 0 < test_fraction < 0.5 or not 0 < val_fraction < 0.5:
-        raise ConfigError(
-            f"val/test fractions must be in (0, 0.5); got val={val_fraction}, test={test_fraction}"
-        )
+        raise ConfigError(f"val/test fractions must be in (0, 0.5); got val={val_fraction}, test={test_fraction}")
     groups_of: dict[str, set[str]] = defaultdict(set)
-    for label, group in zip(labels, groups):
+    for label, group in zip(labels, groups, strict=True):
         groups_of[label].add(group)
     for label, gs in sorted(groups_of.items()):
         if len(gs) < len(SPLITS):

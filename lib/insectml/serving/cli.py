@@ -14,14 +14,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = serve.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = actions.add_parser(
-        "start", help="start a server in the background and wait until it predicts",
+        "start",
+        help="start a server in the background and wait until it predicts",
         description="Start Multi Model Server bound to HOST with the given archives; return when a probe "
         "prediction succeeds (or, without --probe, when every model has a ready worker).",
     )
     p.add_argument("--model-store", type=existing_dir, required=True, help="folder holding the .mar archives")
-    p.add_argument("--model", dest="models", action="append", required=True, metavar="NAME=ARCHIVE.mar",
-                   help="model to load, repeatable (e.g. wingbeat=wingbeat.mar)")
-    p.add_argument("--state", type=Path, default=Path("serving"), help="folder for config, logs and PIDs (default: serving)")
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        required=True,
+        metavar="NAME=ARCHIVE.mar",
+        help="model to load, repeatable (e.g. wingbeat=wingbeat.mar)",
+    )
+    p.add_argument(
+        "--state", type=Path, default=Path("serving"), help="folder for config, logs and PIDs (default: serving)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="inference port (default: 8080)")
     p.add_argument("--management-port", type=int, default=8081, help="management port (default: 8081)")
@@ -30,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_start)
 
     p = actions.add_parser("stop", help="stop the server started from a state folder, by its PIDs")
-    p.add_argument("--state", type=Path, default=Path("serving"), help="state folder given to 'start' (default: serving)")
+    p.add_argument(
+        "--state", type=Path, default=Path("serving"), help="state folder given to 'start' (default: serving)"
+    )
     p.set_defaults(func=_stop)
 
 
@@ -45,8 +56,12 @@ def _start(args: argparse.Namespace) -> int:
             raise ConfigError(f"--model {spec!r}: expected NAME=ARCHIVE.mar")
         models[name] = archive
     cfg = ServerConfig(
-        model_store=args.model_store, models=models, state_dir=args.state, host=args.host,
-        port=args.port, management_port=args.management_port,
+        model_store=args.model_store,
+        models=models,
+        state_dir=args.state,
+        host=args.host,
+        port=args.port,
+        management_port=args.management_port,
     )
     probe = (next(iter(models)), args.probe.read_bytes()) if args.probe else None
     info = start(cfg, probe=probe, timeout=args.timeout)

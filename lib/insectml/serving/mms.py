@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -77,7 +77,11 @@ def start(cfg: ServerConfig, probe: tuple[str, bytes] | None = None, timeout: fl
     log = open(cfg.state_dir / "server.log", "ab")
     wrapper = subprocess.Popen(
         [mms, "--start", "--foreground", "--mms-config", str(props), "--model-store", str(cfg.model_store)],
-        cwd=cfg.state_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=cfg.state_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     pid_file = tmp / ".model_server.pid"
     deadline = time.monotonic() + timeout

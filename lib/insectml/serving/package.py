@@ -9,9 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from insectml.errors import InputFileError, UserError
-
 import insectml
+from insectml.errors import InputFileError, UserError
 
 
 def build_mar(model_dir: Path, name: str, handler_module: str, out_dir: Path) -> Path:
@@ -24,19 +23,29 @@ def build_mar(model_dir: Path, name: str, handler_module: str, out_dir: Path) ->
         staging = Path(tmp) / name
         shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns("checkpoints"))
         shutil.copytree(
-            Path(insectml.__file__).parent, staging / "insectml",
+            Path(insectml.__file__).parent,
+            staging / "insectml",
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
         (staging / "handler.py").write_text(
-            f'"""Multi Model Server entry point for {name}."""\n'
-            f"from {handler_module} import handle  # noqa: F401\n"
+            f'"""Multi Model Server entry point for {name}."""\nfrom {handler_module} import handle  # noqa: F401\n'
         )
         (staging / "archive.json").write_text(
             json.dumps({"name": name, "handler": handler_module, "insectml": insectml.__version__}, indent=2) + "\n"
         )
         archiver = shutil.which("model-archiver") or str(Path(sys.executable).with_name("model-archiver"))
-        cmd = [archiver, "--model-name", name, "--model-path", str(staging),
-               "--handler", "handler:handle", "--export-path", str(out_dir), "--force"]
+        cmd = [
+            archiver,
+            "--model-name",
+            name,
+            "--model-path",
+            str(staging),
+            "--handler",
+            "handler:handle",
+            "--export-path",
+            str(out_dir),
+            "--force",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise UserError(f"model-archiver failed for {model_dir}: {done.stderr.strip()[-300:]}")

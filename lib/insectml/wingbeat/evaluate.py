@@ -47,15 +47,21 @@ def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test"
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot = plot_confusion(
-        result["confusion_matrix"], predictor.classes, out_dir / "confusion_matrix.png",
+        result["confusion_matrix"],
+        predictor.classes,
+        out_dir / "confusion_matrix.png",
         f"wingbeat {config['model']} — {split} (acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f})",
     )
     write_report(
         out_dir / "report.html",
         title=f"wingbeat — {config['model']}",
-        headline={"accuracy": metrics["accuracy"], "macro-F1": metrics["macro_f1"],
-                  "val accuracy": metrics["val_accuracy"], "val macro-F1": metrics["val_macro_f1"],
-                  f"{split} recordings": metrics["n"]},
+        headline={
+            "accuracy": metrics["accuracy"],
+            "macro-F1": metrics["macro_f1"],
+            "val accuracy": metrics["val_accuracy"],
+            "val macro-F1": metrics["val_macro_f1"],
+            f"{split} recordings": metrics["n"],
+        },
         per_class=result["per_class"],
         images=[plot],
         lineage=lineage,

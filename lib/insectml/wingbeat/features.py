@@ -70,8 +70,14 @@ def log_mel(audio: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, int]:
 
     fixed, real = fit_length(audio, cfg.max_samples)
     mel = librosa.feature.melspectrogram(
-        y=fixed, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax, power=2.0,
+        y=fixed,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+        power=2.0,
     )
     frames = min(mel.shape[1], 1 + real // cfg.hop_length)
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).astype(np.float32), frames
@@ -102,9 +108,7 @@ def engineered_features(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     centroid = librosa.feature.spectral_centroid(S=stft, sr=sr)[0]
     bandwidth = librosa.feature.spectral_bandwidth(S=stft, sr=sr)[0]
     flatness = librosa.feature.spectral_flatness(S=stft)[0]
-    mel = librosa.feature.melspectrogram(
-        S=stft**2, sr=sr, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax
-    )
+    mel = librosa.feature.melspectrogram(S=stft**2, sr=sr, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
     values = [f0, f0_spread, *ratios]
     for stat in (np.mean, np.std):

@@ -81,9 +81,7 @@ def create_classical(name: str, seed: int, overrides: dict[str, str], threads: i
     values = {}
     for key, text in overrides.items():
         if key not in current:
-            raise ConfigError(
-                f"--set {key}: not a parameter of {name} (valid: {', '.join(sorted(current))})"
-            )
+            raise ConfigError(f"--set {key}: not a parameter of {name} (valid: {', '.join(sorted(current))})")
         values[key] = _coerce(key, text, current[key])
     try:
         estimator.set_params(**values)

@@ -105,7 +105,7 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
         cfg.test_fraction,
         cfg.seed,
     )
-    for sample, split in zip(samples, splits):
+    for sample, split in zip(samples, splits, strict=True):
         sample["split"] = split
     classes = known if known is not None else sorted({s["label"] for s in samples})
     classes = [c for c in classes if any(s["label"] == c for s in samples)]
@@ -116,8 +116,11 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
         "n_samples": len(samples),
         "counts": split_counts(samples),
         "version": content_version(samples),
-        "split": {k: v for k, v in asdict(cfg).items() if k in (
-            "group_by", "val_fraction", "test_fraction", "seed", "max_per_class", "sample_rate")},
+        "split": {
+            k: v
+            for k, v in asdict(cfg).items()
+            if k in ("group_by", "val_fraction", "test_fraction", "seed", "max_per_class", "sample_rate")
+        },
     }
     (cfg.out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
     return dataset

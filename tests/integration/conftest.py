@@ -1,0 +1,30 @@
+"""One real Nextflow run of the test profile, shared by the integration tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def nextflow(repo_root: Path, cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["nextflow", "run", str(repo_root / "train_evaluate.nf"), "-ansi-log", "false", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+@pytest.fixture(scope="session")
+def nf_test_run(repo_root, tool_env, tmp_path_factory):
+    """``nextflow run train_evaluate.nf -profile test`` on the bundled demo data."""
+    cwd = tmp_path_factory.mktemp("nf")
+    if not (repo_root / "data" / "wingbeat" / "labels.csv").is_file():
+        pytest.fail("data/wingbeat is missing: run 'make data' (dvc pull) first")
+    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--outdir", str(cwd / "results"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return cwd, done

@@ -1,0 +1,77 @@
+"""The real Nextflow engine runs the wingbeat slice end to end."""
+
+import csv
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from .conftest import nextflow
+
+pytestmark = pytest.mark.integration
+
+
+def test_engine_is_real_nextflow(tool_env):
+    done = subprocess.run(["nextflow", "-version"], capture_output=True, text=True, env=tool_env, timeout=120)
+    assert done.returncode == 0 and "version 24.10" in done.stdout
+
+
+def test_test_profile_publishes_metrics_model_archive_and_reports(nf_test_run):
+    cwd, _ = nf_test_run
+    out = cwd / "results"
+    metrics = json.loads((out / "wingbeat/evaluation/random_forest/metrics.json").read_text())
+    assert metrics["split"] == "test" and 0.3 < metrics["accuracy"] <= 1
+    lineage = json.loads((out / "wingbeat/models/random_forest/lineage.json").read_text())
+    assert lineage["data"]["dvc_md5"] and lineage["seed"] == 42
+    assert (out / "wingbeat/archive/wingbeat.mar").stat().st_size > 0
+    info = out / "pipeline_info"
+    for prefix in ("execution_report", "execution_timeline", "execution_trace", "pipeline_dag"):
+        assert list(info.glob(f"{prefix}_*")), prefix
+
+
+def test_resume_runs_no_task_again(nf_test_run, repo_root, tool_env):
+    cwd, _ = nf_test_run
+    before = set((cwd / "results/pipeline_info").glob("execution_trace_*.txt"))
+    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--outdir", str(cwd / "results"), "-resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (trace,) = set((cwd / "results/pipeline_info").glob("execution_trace_*.txt")) - before
+    rows = list(csv.DictReader(trace.open(), delimiter="\t"))
+    assert len(rows) == 5 and {r["status"] for r in rows} == {"CACHED"}
+
+
+def test_bad_param_is_one_line_exit_2(repo_root, tool_env, tmp_path):
+    done = nextflow(repo_root, tmp_path, tool_env, "-profile", "test", "--seed", "abc")
+    assert done.returncode == 2
+    assert "--seed: 'abc' is not of type integer" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_help_lists_params(repo_root, tool_env, tmp_path):
+    done = nextflow(repo_root, tmp_path, tool_env, "--help")
+    assert done.returncode == 0 and "--wingbeat_input" in done.stdout
+
+
+def test_bad_dataset_stops_before_training_listing_every_problem(repo_root, tool_env, tmp_path, tiny_wingbeat):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_wingbeat, data)
+    rows = (data / "labels.csv").read_text().splitlines()
+    rows[1] = rows[1].replace("aedes_aegypti,", "aedes_aegpyti,", 1)
+    first_wav = data / rows[2].split(",")[0]
+    first_wav.write_bytes(b"")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    done = nextflow(
+        repo_root,
+        tmp_path,
+        tool_env,
+        "-profile",
+        "test",
+        "--wingbeat_input",
+        str(data),
+        "--outdir",
+        str(tmp_path / "results"),
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "unknown species 'aedes_aegpyti'" in log and "empty file" in log
+    assert not (tmp_path / "results" / "wingbeat" / "models").exists()

@@ -1,0 +1,39 @@
+import json
+
+import pytest
+from insectml.params import ParamsError, help_text, validate_params
+
+
+@pytest.fixture
+def schema(repo_root):
+    return repo_root / "nextflow_schema.json"
+
+
+def base(tmp_path):
+    return {"task": "wingbeat", "outdir": "results", "seed": 1, "wingbeat_input": str(tmp_path)}
+
+
+def test_defaults_pass(schema, tmp_path):
+    validate_params(schema, json.dumps(base(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seed": "abc"}, "--seed: 'abc' is not of type integer"),
+        ({"task": "wingbeat,detectr"}, "--task: detectr not among"),
+        ({"wingbeat_input": "/no/such/dir"}, "--wingbeat_input: folder not found"),
+        ({"wingbeat_feature_model": "xgb"}, "--wingbeat_feature_model: 'xgb' is not one of"),
+        ({"wingbeat_test_fraction": 0.7}, "--wingbeat_test_fraction"),
+        ({"wingbeat_epochs": 3}, "--wingbeat_epochs: unknown parameter"),
+    ],
+)
+def test_bad_params_are_named(schema, tmp_path, change, message):
+    with pytest.raises(ParamsError) as info:
+        validate_params(schema, json.dumps({**base(tmp_path), **change}))
+    assert str(info.value).startswith(message)
+
+
+def test_help_lists_every_param(schema):
+    text = help_text(schema)
+    assert "--wingbeat_feature_model" in text and "--outdir" in text

@@ -1,0 +1,71 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+from insectml.errors import InputFileError, ValidationFailed
+from insectml.wingbeat.labels import read_labels
+from insectml.wingbeat.validate import ValidateConfig, validate_and_split
+
+
+def copy_dataset(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def rewrite_labels(root, edit):
+    path = root / "labels.csv"
+    rows = list(csv.DictReader(path.open()))
+    rows = edit(rows)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def config(root, out):
+    return ValidateConfig(labels=root / "labels.csv", data_dir=root, out_dir=out, classes=root / "classes.txt")
+
+
+def test_clean_dataset_gives_manifest_and_dataset(tiny_wingbeat, tmp_path):
+    dataset = validate_and_split(config(tiny_wingbeat, tmp_path))
+    rows = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == dataset["n_samples"] == 70
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+
+
+def test_every_problem_is_reported_at_once(tiny_wingbeat, tmp_path):
+    root = copy_dataset(tiny_wingbeat, tmp_path / "data")
+    rows = list(csv.DictReader((root / "labels.csv").open()))
+    sf.write(root / rows[0]["path"], np.array([0.1, np.nan] * 200, dtype=np.float32), 8000, subtype="FLOAT")
+    (root / rows[1]["path"]).write_bytes(b"")
+
+    def edit(rows):
+        rows[2]["species"] = "aedes_aegpyti"
+        rows[3]["path"] = "recordings/missing.wav"
+        return rows
+
+    rewrite_labels(root, edit)
+    with pytest.raises(ValidationFailed) as info:
+        validate_and_split(config(root, tmp_path / "out"))
+    problems = info.value.problems
+    assert len(problems) == 4
+    report = json.loads((tmp_path / "out" / "validation_report.json").read_text())
+    assert report["problems"] == problems
+
+
+def test_missing_column_names_it(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("path,event\na.wav,e1\n")
+    with pytest.raises(InputFileError, match="missing column.*'species'"):
+        read_labels(path, "event")
+
+
+def test_duplicate_recordings_are_refused(tiny_wingbeat, tmp_path):
+    root = copy_dataset(tiny_wingbeat, tmp_path / "data")
+    rows = list(csv.DictReader((root / "labels.csv").open()))
+    shutil.copy(root / rows[0]["path"], root / rows[1]["path"])
+    with pytest.raises(ValidationFailed, match="identical content"):
+        validate_and_split(config(root, tmp_path / "out"))
