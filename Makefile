@@ -52,7 +52,7 @@ serve: setup  ## start MMS on 127.0.0.1:$(PORT) with $(OUTDIR)/wingbeat/archive/
 	bin/insectml serve start --model-store $(OUTDIR)/wingbeat/archive --model wingbeat=wingbeat.mar \
 	  --state $(OUTDIR)/serving --port $(PORT) --management-port $(MGMT_PORT) \
 	  --probe data/wingbeat/recordings/aedes_aegypti/aedes_aegypti_0000.wav
-	@echo "serving: curl -X POST --data-binary @data/wingbeat/recordings/culex_pipiens/culex_pipiens_0001.wav http://127.0.0.1:$(PORT)/predictions/wingbeat"
+	@echo "serving: curl -X POST -H \"Content-Type: audio/wav\" --data-binary @data/wingbeat/recordings/culex_pipiens/culex_pipiens_0001.wav http://127.0.0.1:$(PORT)/predictions/wingbeat"
 	@echo "stop with: make serve-stop"
 
 serve-stop:  ## stop the server started by 'make serve'
