@@ -38,7 +38,7 @@ workflow {
         def labels = params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv"
         def meta = [ id: 'wingbeat', family: 'wingbeat', seed: params.seed ]
         ch_input = Channel.of([ meta, file(labels, checkIfExists: true), file(params.wingbeat_input, checkIfExists: true) ])
-        WINGBEAT ( ch_input, params.wingbeat_feature_model )
+        WINGBEAT ( ch_input, params.wingbeat_models.tokenize(',')*.trim() )
         ch_versions = ch_versions.mix(WINGBEAT.out.versions)
     }
 

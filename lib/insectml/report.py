@@ -60,3 +60,32 @@ def write_report(
         encoding="utf-8",
     )
     return path
+
+
+def write_comparison_report(path: Path, *, rows: list[dict], columns: list[str], best: str, images: list[Path]) -> Path:
+    """One table row per model (best first), per-class recall, and the side-by-side plots."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    classes = list(rows[0]["per_class_recall"]) if rows else []
+    recall = "<tr><th>class</th>" + "".join(f"<th>{html.escape(r['model'])}</th>" for r in rows) + "</tr>"
+    for c in classes:
+        recall += (
+            f"<tr><td>{html.escape(c)}</td>"
+            + "".join(f"<td>{_fmt(r['per_class_recall'][c])}</td>" for r in rows)
+            + "</tr>"
+        )
+    figures = "".join(
+        f'<figure><img alt="{html.escape(p.name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{html.escape(p.name)}</figcaption></figure>'
+        for p in images
+    )
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>wingbeat model comparison</title>"
+        f"<style>{_STYLE}</style></head><body><h1>wingbeat model comparison</h1>"
+        f"<p>Best by validation macro-F1: <b>{html.escape(best)}</b> (this one is packaged). "
+        "Test metrics are reported for every model but never used to choose.</p>"
+        f"<table><tr>{head}</tr>{body}</table><h2>Per-class recall (test)</h2><table>{recall}</table>"
+        f"{figures}</body></html>\n",
+        encoding="utf-8",
+    )
+    return path

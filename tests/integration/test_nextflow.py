@@ -20,9 +20,9 @@ def test_engine_is_real_nextflow(tool_env):
 def test_test_profile_publishes_metrics_model_archive_and_reports(nf_test_run):
     cwd, _ = nf_test_run
     out = cwd / "results"
-    metrics = json.loads((out / "wingbeat/evaluation/random_forest/metrics.json").read_text())
+    metrics = json.loads((out / "wingbeat/evaluation/features/metrics.json").read_text())
     assert metrics["split"] == "test" and 0.3 < metrics["accuracy"] <= 1
-    lineage = json.loads((out / "wingbeat/models/random_forest/lineage.json").read_text())
+    lineage = json.loads((out / "wingbeat/models/features/lineage.json").read_text())
     assert lineage["data"]["dvc_md5"] and lineage["seed"] == 42
     assert (out / "wingbeat/archive/wingbeat.mar").stat().st_size > 0
     info = out / "pipeline_info"
@@ -37,7 +37,7 @@ def test_resume_runs_no_task_again(nf_test_run, repo_root, tool_env):
     assert done.returncode == 0, done.stderr[-2000:]
     (trace,) = set((cwd / "results/pipeline_info").glob("execution_trace_*.txt")) - before
     rows = list(csv.DictReader(trace.open(), delimiter="\t"))
-    assert len(rows) == 5 and {r["status"] for r in rows} == {"CACHED"}
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"CACHED"}
 
 
 def test_bad_param_is_one_line_exit_2(repo_root, tool_env, tmp_path):
@@ -75,3 +75,16 @@ def test_bad_dataset_stops_before_training_listing_every_problem(repo_root, tool
     assert done.returncode != 0
     assert "unknown species 'aedes_aegpyti'" in log and "empty file" in log
     assert not (tmp_path / "results" / "wingbeat" / "models").exists()
+
+
+def test_four_models_trained_compared_and_best_packaged(nf_test_run):
+    cwd, _ = nf_test_run
+    out = cwd / "results" / "wingbeat"
+    comparison = json.loads((out / "comparison" / "comparison.json").read_text())
+    assert {m["model"] for m in comparison["models"]} == {"features", "cnn", "gru", "transformer"}
+    best = max(comparison["models"], key=lambda m: m["val_macro_f1"])["model"]
+    assert comparison["best"] == best
+    packaged = json.loads((out / "models" / best / "config.json").read_text())["model"]
+    assert packaged == best and (out / "archive" / "wingbeat.mar").is_file()
+    assert (out / "comparison" / "report.html").stat().st_size > 0
+    assert (out / "comparison" / "training_curves.png").is_file()

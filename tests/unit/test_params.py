@@ -25,7 +25,7 @@ def test_defaults_pass(schema, tmp_path):
         ({"wingbeat_input": "/no/such/dir"}, "--wingbeat_input: folder not found"),
         ({"wingbeat_feature_model": "xgb"}, "--wingbeat_feature_model: 'xgb' is not one of"),
         ({"wingbeat_test_fraction": 0.7}, "--wingbeat_test_fraction"),
-        ({"wingbeat_epochs": 3}, "--wingbeat_epochs: unknown parameter"),
+        ({"wingbeat_epoch": 3}, "--wingbeat_epoch: unknown parameter"),
     ],
 )
 def test_bad_params_are_named(schema, tmp_path, change, message):

@@ -40,3 +40,9 @@ def test_class_in_too_few_groups_is_named():
     groups += ["g0", "g1", "g0", "g1", "g0"]
     with pytest.raises(ConfigError, match="class 'rare' has recordings from only 2 group"):
         grouped_split(labels, groups, 0.15, 0.2, seed=1)
+
+
+def test_too_few_groups_overall_is_a_clear_error():
+    labels, groups = data(n_groups=4)
+    with pytest.raises(ConfigError, match="only 4 groups in the data"):
+        grouped_split(labels, groups, 0.15, 0.2, seed=1)

@@ -69,3 +69,45 @@ def test_duplicate_recordings_are_refused(tiny_wingbeat, tmp_path):
     shutil.copy(root / rows[0]["path"], root / rows[1]["path"])
     with pytest.raises(ValidationFailed, match="identical content"):
         validate_and_split(config(root, tmp_path / "out"))
+
+
+def test_folder_layout_groups_by_path_and_resamples(tmp_path):
+    from insectml.data.demo import SPECIES, _event_background, synthesise
+
+    rng = np.random.default_rng(0)
+    for species in list(SPECIES)[:3]:
+        for session in range(8):
+            for k in range(3):
+                folder = tmp_path / "tree" / species / f"session{session}"
+                folder.mkdir(parents=True, exist_ok=True)
+                audio = synthesise(SPECIES[species], _event_background(session), rng)
+                rate = 16000 if k == 0 else 8000
+                if rate == 16000:
+                    audio = np.repeat(audio, 2)
+                sf.write(folder / f"{species}_{session}_{k}.wav", audio, rate)
+    cfg = ValidateConfig(
+        labels=None,
+        data_dir=tmp_path / "tree",
+        out_dir=tmp_path / "out",
+        classes=None,
+        group_by="path:1",
+        resample=True,
+    )
+    dataset = validate_and_split(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert dataset["n_samples"] == 72 and {r["group"] for r in rows} == {f"session{i}" for i in range(8)}
+
+
+def test_class_with_too_few_recordings_is_named(tiny_wingbeat, tmp_path):
+    root = copy_dataset(tiny_wingbeat, tmp_path / "data")
+    rewrite_labels(
+        root,
+        lambda rows: (
+            [r for r in rows if r["species"] != "culex_pipiens"]
+            + [r for r in rows if r["species"] == "culex_pipiens"][:2]
+        ),
+    )
+    from insectml.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="class 'culex_pipiens' has 2 recording"):
+        validate_and_split(config(root, tmp_path / "out"))

@@ -33,8 +33,15 @@ def grouped_split(
     if not 0 < test_fraction < 0.5 or not 0 < val_fraction < 0.5:
         raise ConfigError(f"val/test fractions must be in (0, 0.5); got val={val_fraction}, test={test_fraction}")
     groups_of: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
     for label, group in zip(labels, groups, strict=True):
         groups_of[label].add(group)
+        counts[label] += 1
+    for label, n in sorted(counts.items()):
+        if n < len(SPLITS):
+            raise ConfigError(
+                f"class '{label}' has {n} recording(s); a train/val/test split needs at least {len(SPLITS)}"
+            )
     for label, gs in sorted(groups_of.items()):
         if len(gs) < len(SPLITS):
             raise ConfigError(
@@ -47,11 +54,17 @@ def grouped_split(
     split = np.full(len(y), "train", dtype=object)
 
     test_folds = max(2, round(1 / test_fraction))
+    val_folds = max(2, round((1 - test_fraction) / val_fraction))
+    n_groups = len(set(groups))
+    if n_groups < test_folds:
+        raise _too_few_groups(n_groups, test_fraction, val_fraction, max(test_folds, val_folds + 1))
     outer = StratifiedGroupKFold(n_splits=test_folds, shuffle=True, random_state=seed)
     rest_idx, test_idx = next(outer.split(np.zeros(len(y)), y, g))
     split[test_idx] = "test"
 
-    val_folds = max(2, round((1 - test_fraction) / val_fraction))
+    rest_groups = len(set(g[rest_idx]))
+    if rest_groups < val_folds:
+        raise _too_few_groups(n_groups, test_fraction, val_fraction, n_groups - rest_groups + val_folds)
     inner = StratifiedGroupKFold(n_splits=val_folds, shuffle=True, random_state=seed + 1)
     _, val_rel = next(inner.split(np.zeros(len(rest_idx)), y[rest_idx], g[rest_idx]))
     split[rest_idx[val_rel]] = "val"
@@ -64,3 +77,10 @@ def grouped_split(
                 f"it needs recordings from more groups ({len(groups_of[label])} now)"
             )
     return split.tolist()
+
+
+def _too_few_groups(n_groups: int, test_fraction: float, val_fraction: float, needed: int) -> ConfigError:
+    return ConfigError(
+        f"only {n_groups} groups in the data; a grouped split with test fraction {test_fraction} and "
+        f"val fraction {val_fraction} needs at least {needed} (use larger fractions or data from more groups)"
+    )

@@ -19,10 +19,10 @@ class WingbeatService:
         self.predictor = None
 
     def initialize(self, context) -> None:
-        from insectml.wingbeat.predict import WingbeatPredictor
+        from insectml.wingbeat.predict import load_predictor
 
         model_dir = Path(context.system_properties["model_dir"])
-        self.predictor = WingbeatPredictor.load(model_dir)
+        self.predictor = load_predictor(model_dir)
         log.info("wingbeat model loaded from %s (%d classes)", model_dir, len(self.predictor.classes))
 
     def handle(self, data: list[dict], context) -> list:
@@ -35,7 +35,8 @@ class WingbeatService:
             try:
                 if not isinstance(body, (bytes, bytearray)):
                     raise UserError("request body must be a WAV file (raw bytes)")
-                audio = decode_wav(bytes(body), self.predictor.frontend.sample_rate, name="request body")
+                frontend = self.predictor.frontend
+                audio = decode_wav(bytes(body), frontend.sample_rate, name="request body", resample=frontend.resample)
                 out.append({"probabilities": self.predictor.predict_audio(audio)})
             except UserError as exc:
                 context.set_response_status(400, str(exc), idx)

@@ -11,8 +11,9 @@ import numpy as np
 from insectml.errors import InputFileError
 
 
-def decode_wav(source: Path | bytes, sample_rate: int, name: str | None = None) -> np.ndarray:
-    """Decode a mono WAV at ``sample_rate`` into float32 samples.
+def decode_wav(source: Path | bytes, sample_rate: int, name: str | None = None, resample: bool = False) -> np.ndarray:
+    """Decode a mono WAV at ``sample_rate`` into float32 samples (with ``resample``,
+    another rate is converted instead of refused).
 
     Raises :class:`InputFileError` naming ``name`` (or the path) for anything that
     must not reach a model: a missing, empty or undecodable file, more than one
@@ -37,7 +38,7 @@ def decode_wav(source: Path | bytes, sample_rate: int, name: str | None = None) 
         raise InputFileError(label, f"not a readable WAV file ({_short(exc)})") from None
     if audio.shape[1] != 1:
         raise InputFileError(label, f"has {audio.shape[1]} channels; a mono recording is required")
-    if rate != sample_rate:
+    if rate != sample_rate and not resample:
         raise InputFileError(label, f"sample rate is {rate} Hz; {sample_rate} Hz is required")
     samples = audio[:, 0]
     if samples.size == 0:
@@ -46,7 +47,11 @@ def decode_wav(source: Path | bytes, sample_rate: int, name: str | None = None) 
         raise InputFileError(label, f"contains {int(np.isnan(samples).sum())} NaN sample(s)")
     if np.isinf(samples).any():
         raise InputFileError(label, f"contains {int(np.isinf(samples).sum())} infinite sample(s)")
-    return samples
+    if rate != sample_rate:
+        import librosa
+
+        samples = librosa.resample(samples, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+    return samples.astype(np.float32, copy=False)
 
 
 def _short(exc: Exception) -> str:

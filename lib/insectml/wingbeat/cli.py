@@ -19,9 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Check the labels CSV and every recording it lists; report every problem at once "
         "(exit 2) or write manifest.jsonl, dataset.json and validation_report.json.",
     )
-    p.add_argument("--labels", type=Path, required=True, help="CSV with columns path, species and the group column")
     p.add_argument(
-        "--data", type=existing_dir, help="folder the CSV's paths are relative to (default: the CSV's folder)"
+        "--layout",
+        choices=["csv", "folders"],
+        default="csv",
+        help="csv: a labels CSV; folders: <species>/<...>/<file>.wav below --data (default: csv)",
+    )
+    p.add_argument("--labels", type=Path, help="CSV with columns path, species and the group column (csv layout)")
+    p.add_argument(
+        "--data",
+        type=existing_dir,
+        help="folder the CSV's paths are relative to (default: the CSV's "
+        "folder); for the folders layout, the root of the species folders",
     )
     p.add_argument(
         "--classes",
@@ -30,9 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: classes.txt in the data folder if present, else every species in the CSV)",
     )
     p.add_argument(
-        "--group-by", default="event", help="CSV column that groups recordings for the split (default: event)"
+        "--group-by",
+        default="event",
+        help="what groups recordings for the split: a CSV column, or "
+        "path:N, the N-th path component below the data folder (default: event)",
     )
     p.add_argument("--sample-rate", type=int, default=8000, help="required sample rate in Hz (default: 8000)")
+    p.add_argument(
+        "--resample", action="store_true", help="resample other rates to --sample-rate instead of refusing them"
+    )
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of groups for validation (default: 0.15)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of groups for test (default: 0.2)")
     p.add_argument("--max-per-class", type=int, default=0, help="keep at most N recordings per class, seeded (0 = all)")
@@ -63,17 +78,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = steps.add_parser(
         "train",
-        help="fit a classical model on engineered features",
-        description="Fit a scaler + classifier on the train split, score val, write a model directory "
-        "with model.joblib, config.json, labels.json, lineage.json and train_metrics.json.",
+        help="train one model: features (classical), cnn, gru or transformer",
+        description="features: a scaler + classifier on engineered features (model.joblib). cnn/gru/transformer: "
+        "a PyTorch model on log-mel spectrograms, trained by the shared loop (weights.pt, history.jsonl, "
+        "checkpoints/last.pt). Both write config.json, labels.json, lineage.json and train_metrics.json.",
     )
     from insectml.wingbeat.models import CLASSICAL_MODELS
 
     p.add_argument("--features", type=existing_file, required=True, help="features.npz from 'features'")
     p.add_argument(
-        "--model", default="random_forest", choices=sorted(CLASSICAL_MODELS), help="classifier (default: random_forest)"
+        "--model",
+        default="features",
+        choices=["features", "cnn", "gru", "transformer"],
+        help="model family member (default: features)",
     )
-    p.add_argument(
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
+    g = p.add_argument_group("features model")
+    g.add_argument(
+        "--classifier",
+        default="random_forest",
+        choices=sorted(CLASSICAL_MODELS),
+        help="classifier on engineered features (default: random_forest)",
+    )
+    g.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -81,10 +110,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="classifier hyperparameter, repeatable (e.g. --set n_estimators=500)",
     )
-    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for fitting (default: 1)")
-    p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
+    g = p.add_argument_group("neural models (cnn, gru, transformer)")
+    g.add_argument("--epochs", type=int, default=30, help="most epochs (default: 30)")
+    g.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 0.002)")
+    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    g.add_argument(
+        "--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay (default: 1)"
+    )
+    g.add_argument(
+        "--patience", type=int, default=8, help="stop after N epochs without a better val macro-F1 (default: 8)"
+    )
+    g.add_argument(
+        "--backbone", default="mobilenetv3_small_050", help="timm backbone of the cnn (default: mobilenetv3_small_050)"
+    )
+    g.add_argument("--weights", type=Path, help="local state dict to start from (no downloads; default: random init)")
+    g.add_argument("--no-augment", dest="augment", action="store_false", help="turn off spectrogram augmentation")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt if it exists")
+    g.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.set_defaults(func=_train)
+
+    p = steps.add_parser(
+        "compare",
+        help="compare trained models; pick the best by validation macro-F1",
+        description="Read each model folder and its evaluation folder; write comparison.csv, comparison.json, "
+        "report.html (table, confusion matrices side by side, training curves) and best.txt.",
+    )
+    p.add_argument("--models", type=existing_dir, nargs="+", required=True, help="model folders from 'train'")
+    p.add_argument("--evaluations", type=existing_dir, nargs="+", required=True, help="folders from 'evaluate'")
+    p.add_argument("--out", type=Path, default=Path("comparison"), help="output folder (default: comparison)")
+    p.set_defaults(func=_compare)
 
     p = steps.add_parser(
         "evaluate",
@@ -114,16 +169,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from insectml.errors import ConfigError
     from insectml.wingbeat.validate import ValidateConfig, validate_and_split
 
+    if args.layout == "csv" and args.labels is None:
+        raise ConfigError("--labels is required for the csv layout")
+    if args.layout == "folders" and args.data is None:
+        raise ConfigError("--data is required for the folders layout")
+    labels = args.labels if args.layout == "csv" else None
     data_dir = args.data or args.labels.parent
     classes = args.classes
     if classes is None and (data_dir / "classes.txt").is_file():
         classes = data_dir / "classes.txt"
     dataset = validate_and_split(
         ValidateConfig(
-            labels=args.labels,
+            labels=labels,
             data_dir=data_dir,
+            resample=args.resample,
             out_dir=args.out,
             classes=classes,
             group_by=args.group_by,
@@ -145,6 +207,7 @@ def _features(args: argparse.Namespace) -> int:
     dataset = read_json(args.dataset, "dataset description")
     cfg = FrontendConfig(
         sample_rate=int(dataset.get("split", {}).get("sample_rate", 8000)),
+        resample=bool(dataset.get("split", {}).get("resample", False)),
         n_fft=args.n_fft,
         hop_length=args.hop_length,
         n_mels=args.n_mels,
@@ -155,20 +218,51 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from insectml.wingbeat.models import parse_overrides
-    from insectml.wingbeat.train import TrainConfig, train
+    if args.model == "features":
+        from insectml.wingbeat.models import parse_overrides
+        from insectml.wingbeat.train import TrainConfig, train
 
-    result = train(
-        TrainConfig(
-            features=args.features,
-            out_dir=args.out,
-            model=args.model,
-            overrides=parse_overrides(args.overrides),
-            seed=args.seed,
-            threads=args.threads,
+        result = train(
+            TrainConfig(
+                features=args.features,
+                out_dir=args.out,
+                classifier=args.classifier,
+                overrides=parse_overrides(args.overrides),
+                seed=args.seed,
+                threads=args.threads,
+            )
         )
-    )
+    else:
+        from insectml.wingbeat.train_net import NetConfig, train_net
+
+        result = train_net(
+            NetConfig(
+                features=args.features,
+                out_dir=args.out,
+                model=args.model,
+                backbone=args.backbone,
+                weights=args.weights,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                weight_decay=args.weight_decay,
+                warmup_epochs=args.warmup_epochs,
+                patience=args.patience,
+                seed=args.seed,
+                threads=args.threads,
+                resume=args.resume,
+                device=args.device,
+                augment=args.augment,
+            )
+        )
     print(json.dumps({"val_accuracy": result["val"]["accuracy"], "val_macro_f1": result["val"]["macro_f1"]}))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from insectml.wingbeat.compare import compare
+
+    print(compare(args.models, args.evaluations, args.out))
     return 0
 
 
@@ -189,9 +283,9 @@ def _package(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from insectml.wingbeat.audio import decode_wav
-    from insectml.wingbeat.predict import WingbeatPredictor
+    from insectml.wingbeat.predict import load_predictor
 
-    predictor = WingbeatPredictor.load(args.model)
+    predictor = load_predictor(args.model)
     for wav in args.wavs:
         probs = predictor.predict_audio(decode_wav(wav, predictor.frontend.sample_rate))
         print(json.dumps({"file": str(wav), "probabilities": probs}))

@@ -27,6 +27,7 @@ class FrontendConfig:
     max_seconds: float = 1.5
     f0_min: float = 150.0
     f0_max: float = 1200.0
+    resample: bool = False  # resample other rates to sample_rate instead of refusing them
 
     @property
     def max_samples(self) -> int:
@@ -120,18 +121,27 @@ def engineered_features(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
 
 def extract(rows: list[dict], data_dir: Path, cfg: FrontendConfig, out: Path, dataset: dict) -> None:
     """Compute both front-ends for every manifest row and write them, with the
-    dataset description, to ``out`` (npz)."""
+    dataset description, to ``out`` (npz). Log-mels come from the batched PyTorch
+    front-end that serving uses too."""
     from tqdm import tqdm
 
     from insectml.wingbeat.audio import decode_wav
+    from insectml.wingbeat.frontend import batch_log_mel
 
     engineered, mels, frames = [], [], []
-    for row in tqdm(rows, desc="features", unit="rec", disable=None):
-        audio = decode_wav(data_dir / row["path"], cfg.sample_rate, name=row["path"])
-        engineered.append(engineered_features(audio, cfg))
-        mel, n = log_mel(audio, cfg)
-        mels.append(mel)
-        frames.append(n)
+    chunk = 512
+    with tqdm(total=len(rows), desc="features", unit="rec", disable=None) as bar:
+        for start in range(0, len(rows), chunk):
+            audios = [
+                decode_wav(data_dir / r["path"], cfg.sample_rate, name=r["path"], resample=cfg.resample)
+                for r in rows[start : start + chunk]
+            ]
+            for audio in audios:
+                engineered.append(engineered_features(audio, cfg))
+                bar.update()
+            mel, n = batch_log_mel(audios, cfg)
+            mels.append(mel)
+            frames.append(n)
     np.savez_compressed(
         out,
         ids=np.asarray([r["id"] for r in rows]),
@@ -139,8 +149,8 @@ def extract(rows: list[dict], data_dir: Path, cfg: FrontendConfig, out: Path, da
         split=np.asarray([r["split"] for r in rows]),
         engineered=np.stack(engineered),
         feature_names=np.asarray(feature_names()),
-        logmel=np.stack(mels),
-        frames=np.asarray(frames, dtype=np.int32),
+        logmel=np.concatenate(mels),
+        frames=np.concatenate(frames).astype(np.int32),
         frontend=np.asarray(json.dumps(cfg.to_dict(), sort_keys=True)),
         dataset=np.asarray(json.dumps(dataset, sort_keys=True)),
     )

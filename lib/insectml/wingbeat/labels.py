@@ -66,3 +66,31 @@ def read_classes(path: Path) -> list[str]:
     if len(set(names)) != len(names):
         raise InputFileError(path, "lists a class more than once")
     return names
+
+
+AUDIO_SUFFIXES = (".wav", ".WAV")
+
+
+def read_folder_layout(root: Path, group_by: str) -> list[LabelRow]:
+    """Rows for a ``<species>/<...>/<file>.wav`` tree (the public Wingbeats layout).
+
+    ``group_by`` is ``path:N``: the N-th component of the path below ``root``
+    (0 = the species folder, 1 = the folder below it, …) groups recordings for the split.
+    """
+    from insectml.errors import ConfigError
+
+    if not group_by.startswith("path:") or not group_by[5:].isdigit():
+        raise ConfigError(f"--group-by {group_by!r}: the folder layout needs path:N (e.g. path:1)")
+    component = int(group_by[5:])
+    files = sorted(p for p in root.rglob("*") if p.suffix in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise InputFileError(root, "no .wav files below this folder")
+    rows = []
+    for number, path in enumerate(files, start=1):
+        parts = path.relative_to(root).parts
+        if len(parts) < 2:
+            raise InputFileError(path, "lies directly in the data folder; expected <species>/.../<file>.wav")
+        if component >= len(parts) - 1:
+            raise InputFileError(path, f"has no folder at path component {component} to group by")
+        rows.append(LabelRow(line=number, path="/".join(parts), species=parts[0], group=parts[component]))
+    return rows

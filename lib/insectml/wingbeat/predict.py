@@ -1,9 +1,12 @@
-"""Load a wingbeat model directory and predict species from raw recordings."""
+"""Load any wingbeat model directory and predict species, from features or raw audio.
+
+Two kinds share one interface: ``classical`` (scikit-learn on engineered features)
+and ``net`` (a PyTorch model on log-mel spectrograms from :mod:`.frontend`).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,32 +15,91 @@ from insectml.errors import InputFileError
 from insectml.wingbeat.features import FrontendConfig, engineered_features
 
 
-@dataclass
-class WingbeatPredictor:
-    estimator: object
+class Predictor:
     classes: list[str]
     frontend: FrontendConfig
+    kind: str
 
-    @classmethod
-    def load(cls, model_dir: Path) -> WingbeatPredictor:
-        import joblib
-
-        for name in ("model.joblib", "config.json", "labels.json"):
-            if not (model_dir / name).is_file():
-                raise InputFileError(model_dir / name, "missing from the model directory")
-        config = json.loads((model_dir / "config.json").read_text())
-        return cls(
-            estimator=joblib.load(model_dir / "model.joblib"),
-            classes=json.loads((model_dir / "labels.json").read_text()),
-            frontend=FrontendConfig.from_dict(config["frontend"]),
-        )
-
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (n × classes) for engineered feature rows."""
-        return self.estimator.predict_proba(features)
+    def predict_features(self, feats: dict, mask: np.ndarray) -> np.ndarray:
+        """Class probabilities (rows of ``mask`` × classes) from a features file."""
+        raise NotImplementedError
 
     def predict_audio(self, audio: np.ndarray) -> dict[str, float]:
         """Species → probability for one decoded recording, most likely first."""
-        probs = self.predict_features(engineered_features(audio, self.frontend)[None, :])[0]
+        probs = self._audio_probs(audio)
         order = np.argsort(-probs)
         return {self.classes[i]: round(float(probs[i]), 6) for i in order}
+
+    def _audio_probs(self, audio: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ClassicalPredictor(Predictor):
+    kind = "classical"
+
+    def __init__(self, model_dir: Path, config: dict, classes: list[str]) -> None:
+        import joblib
+
+        self.estimator = joblib.load(model_dir / "model.joblib")
+        self.classes = classes
+        self.frontend = FrontendConfig.from_dict(config["frontend"])
+
+    def predict_features(self, feats: dict, mask: np.ndarray) -> np.ndarray:
+        return self.estimator.predict_proba(feats["engineered"][mask])
+
+    def _audio_probs(self, audio: np.ndarray) -> np.ndarray:
+        return self.estimator.predict_proba(engineered_features(audio, self.frontend)[None, :])[0]
+
+
+class NetPredictor(Predictor):
+    kind = "net"
+
+    def __init__(self, model_dir: Path, config: dict, classes: list[str]) -> None:
+        import torch
+
+        from insectml.wingbeat.nets import create_net
+
+        self.classes = classes
+        self.frontend = FrontendConfig.from_dict(config["frontend"])
+        self.mean, self.std = config["norm"]["mean"], config["norm"]["std"]
+        self.model = create_net(config["model"], len(classes), self.frontend.n_mels, **config.get("options", {}))
+        self.model.load_state_dict(torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True))
+        self.model.eval()
+
+    def _probs(self, x: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            xt = (torch.as_tensor(x, dtype=torch.float32) - self.mean) / self.std
+            logits = self.model(xt, torch.as_tensor(frames, dtype=torch.long))
+            return torch.softmax(logits, dim=1).numpy()
+
+    def predict_features(self, feats: dict, mask: np.ndarray) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        return np.concatenate(
+            [self._probs(feats["logmel"][c], feats["frames"][c]) for c in np.array_split(idx, max(1, len(idx) // 128))]
+        )
+
+    def _audio_probs(self, audio: np.ndarray) -> np.ndarray:
+        from insectml.wingbeat.frontend import batch_log_mel
+
+        mel, frames = batch_log_mel([audio], self.frontend)
+        return self._probs(mel, frames)[0]
+
+
+KINDS = {"classical": ClassicalPredictor, "net": NetPredictor}
+
+
+def load_predictor(model_dir: Path) -> Predictor:
+    for name in ("config.json", "labels.json"):
+        if not (model_dir / name).is_file():
+            raise InputFileError(model_dir / name, "missing from the model directory")
+    config = json.loads((model_dir / "config.json").read_text())
+    classes = json.loads((model_dir / "labels.json").read_text())
+    kind = config.get("kind", "classical")
+    if kind not in KINDS:
+        raise InputFileError(model_dir / "config.json", f"unknown model kind '{kind}'")
+    weights = model_dir / ("model.joblib" if kind == "classical" else "weights.pt")
+    if not weights.is_file():
+        raise InputFileError(weights, "missing from the model directory")
+    return KINDS[kind](model_dir, config, classes)

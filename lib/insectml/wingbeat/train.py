@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     features: Path
     out_dir: Path
-    model: str = "random_forest"
+    classifier: str = "random_forest"
     overrides: dict[str, str] = field(default_factory=dict)
     seed: int = 42
     threads: int = 1
@@ -45,8 +45,8 @@ def train(cfg: TrainConfig) -> dict:
     if not train_mask.any() or not val_mask.any():
         raise ConfigError(f"{cfg.features}: needs samples in both the train and val splits")
 
-    estimator = create_classical(cfg.model, cfg.seed, cfg.overrides, cfg.threads)
-    log.info("fitting %s on %d recordings (%d features)", cfg.model, int(train_mask.sum()), X.shape[1])
+    estimator = create_classical(cfg.classifier, cfg.seed, cfg.overrides, cfg.threads)
+    log.info("fitting %s on %d recordings (%d features)", cfg.classifier, int(train_mask.sum()), X.shape[1])
     tic = time.perf_counter()
     estimator.fit(X[train_mask], y[train_mask])
     fit_seconds = time.perf_counter() - tic
@@ -59,7 +59,8 @@ def train(cfg: TrainConfig) -> dict:
     config = {
         "family": "wingbeat",
         "kind": "classical",
-        "model": cfg.model,
+        "model": "features",
+        "classifier": cfg.classifier,
         "hyperparameters": {k: _jsonable(v) for k, v in estimator.named_steps["model"].get_params().items()},
         "frontend": feats["frontend"].to_dict(),
         "feature_names": feats["feature_names"].tolist(),
@@ -70,7 +71,8 @@ def train(cfg: TrainConfig) -> dict:
     (out / "train_metrics.json").write_text(json.dumps(train_metrics, indent=2) + "\n")
     record = lineage.collect(
         params={
-            "model": cfg.model,
+            "model": "features",
+            "classifier": cfg.classifier,
             "overrides": cfg.overrides,
             "frontend": feats["frontend"].to_dict(),
             "split": dataset.get("split", {}),

@@ -14,14 +14,14 @@ from insectml.data.manifest import content_version, file_digest, split_counts, w
 from insectml.data.split import grouped_split
 from insectml.errors import InputFileError, ValidationFailed
 from insectml.wingbeat.audio import decode_wav
-from insectml.wingbeat.labels import read_classes, read_labels
+from insectml.wingbeat.labels import read_classes, read_folder_layout, read_labels
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ValidateConfig:
-    labels: Path
+    labels: Path | None  # None: folder-per-species layout below data_dir
     data_dir: Path
     out_dir: Path
     classes: Path | None
@@ -31,6 +31,7 @@ class ValidateConfig:
     test_fraction: float = 0.2
     seed: int = 42
     max_per_class: int = 0  # 0 = keep all
+    resample: bool = False
 
 
 def validate_and_split(cfg: ValidateConfig) -> dict:
@@ -42,14 +43,19 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
     """
     from tqdm import tqdm
 
-    rows = read_labels(cfg.labels, cfg.group_by)
+    if cfg.labels is None:
+        rows = read_folder_layout(cfg.data_dir, cfg.group_by)
+        name = f"{cfg.data_dir.name}/"
+    else:
+        rows = read_labels(cfg.labels, cfg.group_by)
+        name = cfg.labels.name
+    source = cfg.labels or cfg.data_dir
     known = read_classes(cfg.classes) if cfg.classes else None
-    name = cfg.labels.name
     problems: list[str] = []
     seen_path: dict[str, int] = {}
     accepted = []
     for row in rows:
-        where = f"{name} line {row.line}"
+        where = f"{name} line {row.line}" if cfg.labels else row.path
         empty = [c for c, v in (("path", row.path), ("species", row.species), (cfg.group_by, row.group)) if not v]
         if empty:
             problems.append(f"{where}: empty {', '.join(repr(c) for c in empty)}")
@@ -69,7 +75,7 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
     for row in tqdm(accepted, desc="validate", unit="rec", disable=None):
         path = cfg.data_dir / row.path
         try:
-            audio = decode_wav(path, cfg.sample_rate, name=row.path)
+            audio = decode_wav(path, cfg.sample_rate, name=row.path, resample=cfg.resample)
         except InputFileError as exc:
             problems.append(str(exc))
             continue
@@ -91,12 +97,12 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     report_path = cfg.out_dir / "validation_report.json"
-    report = {"labels": str(cfg.labels), "rows": len(rows), "accepted": len(samples), "problems": problems}
+    report = {"labels": str(source), "rows": len(rows), "accepted": len(samples), "problems": problems}
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     if problems:
         for problem in problems:
             log.error("%s", problem)
-        raise ValidationFailed(cfg.labels, problems, report=report_path.name)
+        raise ValidationFailed(source, problems, report=report_path.name)
 
     splits = grouped_split(
         [s["label"] for s in samples],
@@ -119,7 +125,7 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
         "split": {
             k: v
             for k, v in asdict(cfg).items()
-            if k in ("group_by", "val_fraction", "test_fraction", "seed", "max_per_class", "sample_rate")
+            if k in ("group_by", "val_fraction", "test_fraction", "seed", "max_per_class", "sample_rate", "resample")
         },
     }
     (cfg.out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""The one training loop all neural model families share."""

@@ -1,0 +1,183 @@
+"""Train a neural wingbeat model (CNN, GRU, transformer) with the shared loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from insectml import lineage
+from insectml.errors import ConfigError
+from insectml.metrics import classification_metrics
+from insectml.training.loop import LoopConfig, fit
+from insectml.wingbeat.features import load_features
+from insectml.wingbeat.nets import count_parameters, create_net
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    features: Path
+    out_dir: Path
+    model: str
+    backbone: str = "mobilenetv3_small_050"
+    weights: Path | None = None
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    patience: int = 8
+    seed: int = 42
+    threads: int = 1
+    resume: bool = False
+    device: str = "auto"
+    augment: bool = True
+
+
+class SpectrogramSet(torch.utils.data.Dataset):
+    """Log-mel spectrograms (dB) with their real-frame counts and labels; when
+    ``augment`` is set each item gets a random time shift, gain, noise floor and
+    SpecAugment time/frequency masks, all drawn from torch's global generator."""
+
+    def __init__(self, x: np.ndarray, frames: np.ndarray, y: np.ndarray, norm: tuple[float, float], augment: bool):
+        self.x = torch.as_tensor(x, dtype=torch.float32)
+        self.frames = torch.as_tensor(frames, dtype=torch.long)
+        self.y = torch.as_tensor(y, dtype=torch.long)
+        self.mean, self.std = norm
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        x, n = self.x[i].clone(), int(self.frames[i])
+        if self.augment:
+            x = augment(x, n)
+        return (x - self.mean) / self.std, self.frames[i], self.y[i]
+
+
+def augment(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Time shift (circular, within the real frames), gain (±6 dB), an additive noise
+    floor (half the time), and one frequency and one time mask."""
+    r = torch.rand(6)
+    x[:, :n] = torch.roll(x[:, :n], shifts=int(r[0] * n), dims=1)
+    x[:, :n] += r[1] * 12 - 6
+    if r[2] < 0.5:
+        floor_db = -60 + 30 * r[3]
+        x[:, :n] = 10 * torch.log10(10 ** (x[:, :n] / 10) + 10 ** (floor_db / 10) * torch.rand(x.shape[0], n))
+    fill = x[:, :n].mean()
+    width = int(r[4] * 8)
+    start = int(torch.randint(0, max(1, x.shape[0] - width), (1,)))
+    x[start : start + width, :n] = fill
+    width = int(r[5] * 0.1 * n)
+    start = int(torch.randint(0, max(1, n - width), (1,)))
+    x[:, start : start + width] = fill
+    return x
+
+
+def predict_logits(
+    model: torch.nn.Module, data: SpectrogramSet, device: torch.device, batch: int = 128
+) -> torch.Tensor:
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=False)
+    out = [model(x.to(device), f.to(device)).float().cpu() for x, f, _ in loader]
+    return torch.cat(out)
+
+
+def train_net(cfg: NetConfig) -> dict:
+    """Fit on train, early-stop on val macro-F1, and write a model directory:
+    ``weights.pt``, ``config.json``, ``labels.json``, ``lineage.json``,
+    ``train_metrics.json``, ``history.jsonl``, ``checkpoints/last.pt``."""
+    started = lineage.now()
+    feats = load_features(cfg.features)
+    if "logmel" not in feats:
+        raise ConfigError(f"{cfg.features}: has no log-mel spectrograms (made by an older 'features')")
+    dataset = json.loads(str(feats["dataset"])) if "dataset" in feats else {}
+    classes = dataset.get("classes") or sorted(set(feats["labels"].tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[label] for label in feats["labels"]])
+    x, frames, split = feats["logmel"], feats["frames"], feats["split"]
+    tr, va = split == "train", split == "val"
+    if not tr.any() or not va.any():
+        raise ConfigError(f"{cfg.features}: needs samples in both the train and val splits")
+    real = np.concatenate([x[i, :, : frames[i]].ravel() for i in np.flatnonzero(tr)])
+    norm = (float(real.mean()), float(real.std() + 1e-6))
+    train_set = SpectrogramSet(x[tr], frames[tr], y[tr], norm, augment=cfg.augment)
+    val_set = SpectrogramSet(x[va], frames[va], y[va], norm, augment=False)
+
+    torch.manual_seed(cfg.seed)
+    options = {"backbone": cfg.backbone} if cfg.model == "cnn" else {}
+    n_mels = int(x.shape[1])
+    model = create_net(cfg.model, len(classes), n_mels, weights=cfg.weights, **options)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(model, batch, device):
+        xb, fb, yb = (t.to(device) for t in batch)
+        return loss_fn(model(xb, fb), yb)
+
+    def validate(model, device):
+        logits = predict_logits(model, val_set, device)
+        m = classification_metrics(y[va], logits.argmax(1).numpy(), classes)
+        return {
+            "macro_f1": m["macro_f1"],
+            "accuracy": m["accuracy"],
+            "loss": float(loss_fn(logits, torch.as_tensor(y[va]))),
+        }
+
+    loop = LoopConfig(
+        out_dir=cfg.out_dir,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_epochs=cfg.warmup_epochs,
+        patience=cfg.patience,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        resume=cfg.resume,
+        device=cfg.device,
+    )
+    tic = time.perf_counter()
+    summary = fit(model, train_set, step, validate, loop)
+    fit_seconds = time.perf_counter() - tic
+    model.eval()
+    with torch.no_grad():
+        val_pred = predict_logits(model, val_set, next(model.parameters()).device).argmax(1).numpy()
+    val = classification_metrics(y[va], val_pred, classes)
+
+    out = cfg.out_dir
+    config = {
+        "family": "wingbeat",
+        "kind": "net",
+        "model": cfg.model,
+        "options": options,
+        "frontend": feats["frontend"].to_dict(),
+        "norm": {"mean": norm[0], "std": norm[1]},
+        "n_parameters": count_parameters(model),
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "labels.json").write_text(json.dumps(classes, indent=2) + "\n")
+    train_metrics = {"val": val, "fit_seconds": round(fit_seconds, 3), "n_train": int(tr.sum()), **summary}
+    (out / "train_metrics.json").write_text(json.dumps(train_metrics, indent=2) + "\n")
+    record = lineage.collect(
+        params={
+            "model": cfg.model,
+            "options": options,
+            "weights": str(cfg.weights) if cfg.weights else None,
+            "loop": {k: v for k, v in vars(loop).items() if k not in ("out_dir", "resume", "device")},
+            "augment": cfg.augment,
+            "frontend": feats["frontend"].to_dict(),
+            "split": dataset.get("split", {}),
+        },
+        seed=cfg.seed,
+        data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},
+        started=started,
+    )
+    (out / "lineage.json").write_text(json.dumps(record, indent=2) + "\n")
+    return train_metrics
