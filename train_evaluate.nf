@@ -35,9 +35,11 @@ workflow {
     def ch_versions = Channel.empty()
 
     if ('wingbeat' in tasks) {
-        def labels = params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv"
+        // The folders layout (<species>/<...>/<file>.wav) has no labels CSV.
+        def labels = params.wingbeat_layout == 'folders' ? []
+            : file(params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv", checkIfExists: true)
         def meta = [ id: 'wingbeat', family: 'wingbeat', seed: params.seed ]
-        ch_input = Channel.of([ meta, file(labels, checkIfExists: true), file(params.wingbeat_input, checkIfExists: true) ])
+        ch_input = Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true) ])
         WINGBEAT ( ch_input, params.wingbeat_models.tokenize(',')*.trim() )
         ch_versions = ch_versions.mix(WINGBEAT.out.versions)
     }

@@ -2,6 +2,7 @@
 
 import json
 import random
+import shutil
 import socket
 import time
 import urllib.error
@@ -26,12 +27,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(nf_test_run, repo_root, tmp_path_factory):
+def server(nf_test_run, repo_root, tmp_path_factory, run_cli):
     cwd, _ = nf_test_run
     state = tmp_path_factory.mktemp("mms")
+    store = state / "store"
+    store.mkdir()
+    shutil.copy(cwd / "results/wingbeat/archive/wingbeat.mar", store)
+    done = run_cli(
+        "wingbeat", "package", "--model", cwd / "results/wingbeat/models/gru", "--name", "wingbeat_gru", "--out", store
+    )
+    assert done.returncode == 0, done.stderr
     cfg = ServerConfig(
-        model_store=cwd / "results/wingbeat/archive",
-        models={"wingbeat": "wingbeat.mar"},
+        model_store=store,
+        models={"wingbeat": "wingbeat.mar", "wingbeat_gru": "wingbeat_gru.mar"},
         state_dir=state,
         port=free_port(),
         management_port=free_port(),
@@ -85,3 +93,14 @@ def test_stop_ends_every_server_process(nf_test_run, repo_root, tmp_path):
     assert not any(_alive(p) for p in pids)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{cfg.inference_url}/ping", timeout=2)
+
+
+def test_served_net_uses_the_training_front_end(server, nf_test_run, repo_root, run_cli):
+    cfg, _ = server
+    cwd, _ = nf_test_run
+    wav = repo_root / "data/wingbeat/recordings/anopheles_gambiae/anopheles_gambiae_0005.wav"
+    served = predict(cfg.inference_url, "wingbeat_gru", wav.read_bytes())["probabilities"]
+    local = run_cli("wingbeat", "predict", "--model", cwd / "results/wingbeat/models/gru", wav)
+    expected = json.loads(local.stdout)["probabilities"]
+    assert served.keys() == expected.keys()
+    assert all(abs(served[k] - expected[k]) < 1e-5 for k in expected)

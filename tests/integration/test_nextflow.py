@@ -4,6 +4,7 @@ import csv
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,38 @@ def test_four_models_trained_compared_and_best_packaged(nf_test_run):
     assert packaged == best and (out / "archive" / "wingbeat.mar").is_file()
     assert (out / "comparison" / "report.html").stat().st_size > 0
     assert (out / "comparison" / "training_curves.png").is_file()
+
+
+def test_folder_layout_with_resampling(repo_root, tool_env, tmp_path, tiny_wingbeat):
+    import numpy as np
+    import soundfile as sf
+
+    tree = tmp_path / "tree"
+    for row in list(csv.DictReader((tiny_wingbeat / "labels.csv").open())):
+        target = tree / row["species"] / row["event"] / Path(row["path"]).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        audio, rate = sf.read(tiny_wingbeat / row["path"], dtype="float32")
+        if row["path"].endswith("0_0000.wav") or row["path"].endswith("0003.wav"):
+            audio, rate = np.repeat(audio, 2), 16000
+        sf.write(target, audio, rate)
+    done = nextflow(
+        repo_root,
+        tmp_path,
+        tool_env,
+        "-profile",
+        "test",
+        "--wingbeat_input",
+        str(tree),
+        "--wingbeat_layout",
+        "folders",
+        "--wingbeat_group_by",
+        "path:1",
+        "--wingbeat_resample",
+        "--wingbeat_models",
+        "features",
+        "--outdir",
+        str(tmp_path / "results"),
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    dataset = json.loads((tmp_path / "results/wingbeat/data/dataset.json").read_text())
+    assert dataset["n_samples"] == 70 and dataset["split"]["resample"] is True

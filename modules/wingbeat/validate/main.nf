@@ -12,9 +12,10 @@ process WINGBEAT_VALIDATE {
 
     script:
     def args = task.ext.args ?: ''
+    def labels_arg = labels ? "--labels ${labels}" : '--layout folders'
     """
     insectml wingbeat validate \\
-        --labels ${labels} \\
+        ${labels_arg} \\
         --data ${data} \\
         --seed ${meta.seed} \\
         --out . \\
