@@ -39,7 +39,7 @@ class LogMel(torch.nn.Module):
             center=False,
             return_complex=True,
         )
-        power = torch.view_as_real(spec).square().sum(-1)
+        power = spec.real.square() + spec.imag.square()
         mel = torch.matmul(self.filterbank, power)
         return 10.0 * torch.log10(torch.clamp(mel, min=AMIN))
 
@@ -54,11 +54,20 @@ def batch_log_mel(
     the float32 FFT's rounding moves the quietest bins. float64 matches librosa to
     ~1e-5 dB but is no faster than librosa's own loop (benchmarks/wingbeat_frontend.py)."""
     module = LogMel(cfg, dtype=dtype)
-    mels, frames = [], []
+    n = len(audios)
+    out = np.full((n, cfg.n_mels, cfg.max_frames), 10 * np.log10(AMIN), dtype=np.float32)
+    fixed = [fit_length(a, cfg.max_samples) for a in audios]
+    frames = np.asarray([min(cfg.max_frames, 1 + real // cfg.hop_length) for _, real in fixed], dtype=np.int32)
+    # Frames whose window lies wholly in the zero padding are silent (exactly the dB
+    # floor), so each batch (sorted by length) computes only the frames that can hold signal.
+    order = np.argsort([real for _, real in fixed], kind="stable")
     with torch.no_grad():
-        for start in range(0, len(audios), batch_size):
-            chunk = [fit_length(a, cfg.max_samples) for a in audios[start : start + batch_size]]
-            batch = torch.as_tensor(np.stack([c[0] for c in chunk]), dtype=dtype)
-            mels.append(module(batch).to(torch.float32).numpy())
-            frames += [min(cfg.max_frames, 1 + real // cfg.hop_length) for _, real in chunk]
-    return np.concatenate(mels), np.asarray(frames, dtype=np.int32)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            longest = max(fixed[i][1] for i in idx)
+            needed = min(cfg.max_frames, -(-(longest + cfg.n_fft // 2) // cfg.hop_length) + 1)
+            length = min(cfg.max_samples, (needed - 1) * cfg.hop_length)
+            batch = torch.as_tensor(np.stack([fixed[i][0][:length] for i in idx]), dtype=dtype)
+            mel = module(batch).to(torch.float32).numpy()
+            out[idx, :, : mel.shape[2]] = mel
+    return out, frames
