@@ -2,7 +2,8 @@
 
 POST a WAV body to ``/predictions/<name>``; the answer is a JSON object of species
 probabilities, most likely first. The front-end is the one used in training
-(:mod:`insectml.wingbeat.features`), configured from the model's ``config.json``.
+(:mod:`insectml.wingbeat.features` for the features model, :mod:`insectml.wingbeat.frontend`
+for the spectrogram models), configured from the model's ``config.json``.
 A body that is not a valid recording gets HTTP 400 with ``{"error": ...}``.
 """
 

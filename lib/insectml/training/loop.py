@@ -6,7 +6,7 @@ supplies the model, a ``step(model, batch) -> loss`` function and a
 ``validate(model) -> dict`` function whose ``cfg.monitor`` entry is maximised.
 
 Determinism: every random draw comes from torch's global generator (restored on
-resume) or from a per-epoch data-order generator seeded with ``seed + epoch``, so a
+resume) or from a per-epoch data-order generator seeded from ``seed`` and the epoch, so a
 run killed after epoch k and resumed ends with the same weights as one that never
 stopped (on CPU, same thread count).
 """
