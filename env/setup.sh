@@ -38,6 +38,20 @@ java_major="$(java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); prin
 [[ "$java_major" =~ ^[0-9]+$ ]] && (( java_major >= 17 )) \
   || die "java is version ${java_major:-unknown}; Nextflow and Multi Model Server need Java 17 or later"
 
+# --- Debian data packages: real insect pictures for the detector demo ----------
+# Only regenerating the detector demo data (and its tests) needs them; the data
+# itself comes from DVC. Installed when missing and we are root with apt.
+demo_pkgs=(openclipart-png tuxpaint-stamps-default)
+if ! dpkg -s "${demo_pkgs[@]}" >/dev/null 2>&1; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing ${demo_pkgs[*]} with apt-get (insect pictures for the detector demo, ~300 MB)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${demo_pkgs[@]}" >/dev/null \
+      || die "apt-get could not install ${demo_pkgs[*]}"
+  else
+    say "note: ${demo_pkgs[*]} are not installed; detector demo generation and its tests will be skipped"
+  fi
+fi
+
 if [[ -f "$env_dir/.complete" ]]; then
   ln -sfn "$env_dir/venv" "$root/.venv"
   say "environment ready: $env_dir"

@@ -35,6 +35,7 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from insectml import commands
+    from insectml.detector import cli as detector_cli
     from insectml.serving import cli as serving_cli
     from insectml.wingbeat import cli as wingbeat_cli
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.register(sub)
     wingbeat_cli.register(sub)
+    detector_cli.register(sub)
     serving_cli.register(sub)
     return parser
 

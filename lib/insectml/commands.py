@@ -20,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=Path("data"), help="data folder (default: data)")
     p.add_argument("--wingbeat-per-class", type=int, default=120, help="recordings per species (default: 120)")
+    p.add_argument(
+        "--families",
+        default="wingbeat,detector",
+        help="which demo sets to write, comma-separated (default: wingbeat,detector)",
+    )
+    p.add_argument("--detector-images", type=int, default=240, help="box-labelled detector images (default: 240)")
     p.add_argument("--seed", type=int, default=20240601, help="generator seed (default: 20240601)")
     p.set_defaults(func=_demo)
 
@@ -48,9 +54,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from insectml.data.demo import write_wingbeat_demo
+    from insectml.errors import ConfigError
 
-    write_wingbeat_demo(args.out / "wingbeat", per_class=args.wingbeat_per_class, seed=args.seed)
+    families = {f.strip() for f in args.families.split(",") if f.strip()}
+    unknown = families - {"wingbeat", "detector"}
+    if unknown:
+        raise ConfigError(f"--families: unknown {', '.join(sorted(unknown))} (choose from wingbeat, detector)")
+    if "wingbeat" in families:
+        from insectml.data.demo import write_wingbeat_demo
+
+        write_wingbeat_demo(args.out / "wingbeat", per_class=args.wingbeat_per_class, seed=args.seed)
+    if "detector" in families:
+        from insectml.data.detector_demo import write_detector_demo
+
+        write_detector_demo(
+            args.out / "detector",
+            n_box_images=args.detector_images,
+            n_species_images=args.detector_images // 2,
+            seed=args.seed,
+        )
     print(args.out)
     return 0
 

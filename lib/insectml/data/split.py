@@ -22,11 +22,14 @@ def grouped_split(
     val_fraction: float,
     test_fraction: float,
     seed: int,
+    require_every_class: bool = True,
+    unit: str = "recording",
 ) -> list[str]:
     """Assign ``train``/``val``/``test`` to each sample.
 
     Raises :class:`ConfigError` naming the class when a class lives in too few
-    groups to appear on every side.
+    groups to appear on every side (unless ``require_every_class`` is off, as for
+    detection, where the stratification label is only an image's dominant class).
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -37,15 +40,13 @@ def grouped_split(
     for label, group in zip(labels, groups, strict=True):
         groups_of[label].add(group)
         counts[label] += 1
-    for label, n in sorted(counts.items()):
+    for label, n in sorted(counts.items()) if require_every_class else ():
         if n < len(SPLITS):
-            raise ConfigError(
-                f"class '{label}' has {n} recording(s); a train/val/test split needs at least {len(SPLITS)}"
-            )
-    for label, gs in sorted(groups_of.items()):
+            raise ConfigError(f"class '{label}' has {n} {unit}(s); a train/val/test split needs at least {len(SPLITS)}")
+    for label, gs in sorted(groups_of.items()) if require_every_class else ():
         if len(gs) < len(SPLITS):
             raise ConfigError(
-                f"class '{label}' has recordings from only {len(gs)} group(s); "
+                f"class '{label}' has {unit}s from only {len(gs)} group(s); "
                 f"a grouped train/val/test split needs at least {len(SPLITS)}"
             )
 
@@ -69,12 +70,12 @@ def grouped_split(
     _, val_rel = next(inner.split(np.zeros(len(rest_idx)), y[rest_idx], g[rest_idx]))
     split[rest_idx[val_rel]] = "val"
 
-    for label in sorted(groups_of):
+    for label in sorted(groups_of) if require_every_class else ():
         missing = [s for s in SPLITS if not np.any((y == label) & (split == s))]
         if missing:
             raise ConfigError(
                 f"class '{label}' ends up with no samples in {'/'.join(missing)}; "
-                f"it needs recordings from more groups ({len(groups_of[label])} now)"
+                f"it needs {unit}s from more groups ({len(groups_of[label])} now)"
             )
     return split.tolist()
 

@@ -1,0 +1,1 @@
+"""Insect detectors: Supervisely box labels → generic detector → pseudo-labels → target detector."""

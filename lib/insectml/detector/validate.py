@@ -1,0 +1,228 @@
+"""Validate detection data before anything trains on it, then split it.
+
+Refused (problems, reported all at once): unreadable or truncated images, an
+annotation whose size disagrees with its image, unknown classes, boxes outside the
+image or of zero area under ``box_policy="reject"``, and exact or near-duplicate
+images in different groups (they would land on both sides of a split). Under
+``box_policy="clip"`` boxes are clipped to the image and empty ones dropped, and
+each such change is listed as a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from insectml.data.manifest import content_version, file_digest, split_counts, write_manifest
+from insectml.data.split import grouped_split
+from insectml.detector.supervisely_io import ImageRecord, read_species_folders, read_supervisely
+from insectml.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectorValidateConfig:
+    root: Path  # paths in the manifest are relative to it
+    out_dir: Path
+    supervisely: Path | None = None
+    species: Path | None = None
+    classes: tuple[str, ...] = ()  # empty: the Supervisely project's classes
+    box_policy: str = "clip"  # clip | reject
+    near_duplicate_bits: int = 4  # dHash Hamming distance at or below which images are near-duplicates
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    seed: int = 42
+
+
+def dhash(image, size: int = 8) -> int:
+    """Difference hash: 64 bits from horizontal gradients of a 9×8 grey thumbnail."""
+    from PIL import Image
+
+    grey = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
+    bits = (grey[:, 1:] > grey[:, :-1]).ravel()
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def check_image(path: Path, name: str) -> tuple[tuple[int, int] | None, int | None, str | None]:
+    """(width, height), dHash, problem: the image must open and decode completely."""
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        return None, None, f"{name}: empty file (0 bytes)"
+    # Some libraries (the supervisely SDK among them) switch on PIL's tolerance of
+    # truncated files process-wide; validation must not inherit it.
+    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.size, dhash(image), None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        text = " ".join(str(exc).replace(str(path), "").replace("''", "").split())[:120]
+        kind = "truncated image" if "truncated" in text else "not a readable image"
+        return None, None, f"{name}: {kind} ({text})"
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+
+
+def fix_boxes(record: ImageRecord, size: tuple[int, int], policy: str) -> tuple[list[str], list[str]]:
+    """Clip or reject boxes outside the image and boxes of zero area; returns (problems, warnings)."""
+    width, height = size
+    problems, warnings, boxes, labels = [], [], [], []
+    for (x1, y1, x2, y2), label in zip(record.boxes, record.labels, strict=True):
+        where = f"{record.path}: {label} box [{x1:g}, {y1:g}, {x2:g}, {y2:g}]"
+        outside = x1 < 0 or y1 < 0 or x2 > width or y2 > height
+        clipped = [max(0, x1), max(0, y1), min(width, x2), min(height, y2)]
+        empty = clipped[2] <= clipped[0] or clipped[3] <= clipped[1]
+        if policy == "reject" and (outside or empty):
+            problems.append(
+                f"{where} {'has zero area' if empty and not outside else f'lies outside the {width}x{height} image'}"
+            )
+            continue
+        if empty:
+            warnings.append(f"{where}: zero area after clipping to {width}x{height}; dropped")
+            continue
+        if outside:
+            warnings.append(f"{where}: clipped to the {width}x{height} image")
+        boxes.append(clipped)
+        labels.append(label)
+    record.boxes, record.labels = boxes, labels
+    return problems, warnings
+
+
+def validate_detection(cfg: DetectorValidateConfig) -> dict:
+    """Write manifest.jsonl, dataset.json and validation_report.json into ``cfg.out_dir``;
+    raise :class:`ValidationFailed` listing every problem (the report is written either way)."""
+    from tqdm import tqdm
+
+    problems: list[str] = []
+    warnings: list[str] = []
+    records: list[ImageRecord] = []
+    classes: list[str] = list(cfg.classes)
+    if cfg.supervisely is not None:
+        project_classes, boxed, read_problems = read_supervisely(cfg.supervisely, cfg.root)
+        classes = classes or project_classes
+        problems += read_problems
+        records += boxed
+    if cfg.species is not None:
+        records += read_species_folders(cfg.species, cfg.root)
+
+    kept, hashes, digests = [], {}, {}
+    for record in tqdm(records, desc="validate", unit="img", disable=None):
+        size, hashed, problem = check_image(cfg.root / record.path, record.path)
+        if problem:
+            problems.append(problem)
+            continue
+        if record.declared_size and tuple(record.declared_size) != tuple(size):
+            problems.append(
+                f"{record.path}: annotation says {record.declared_size[0]}x{record.declared_size[1]}, "
+                f"image is {size[0]}x{size[1]}"
+            )
+            continue
+        unknown = sorted({label for label in record.labels if label not in classes})
+        if record.species is None and unknown:
+            problems.append(f"{record.path}: unknown class(es) {', '.join(unknown)} (known: {', '.join(classes)})")
+            continue
+        box_problems, box_warnings = fix_boxes(record, size, cfg.box_policy)
+        problems += box_problems
+        warnings += box_warnings
+        digest = file_digest(cfg.root / record.path)
+        record.tags = {**record.tags, "width": size[0], "height": size[1], "md5": digest}
+        hashes[record.path], digests[record.path] = hashed, digest
+        kept.append(record)
+
+    dup_problems, dup_warnings = find_duplicates(kept, hashes, digests, cfg.near_duplicate_bits)
+    problems += dup_problems
+    warnings += dup_warnings
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    report_path = cfg.out_dir / "validation_report.json"
+    report = {"images": len(records), "accepted": len(kept), "problems": problems, "warnings": warnings}
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    for line in warnings[:5]:
+        log.warning("%s", line)
+    if len(warnings) > 5:
+        log.warning("… %d more warnings in %s", len(warnings) - 5, report_path)
+    if problems:
+        for line in problems:
+            log.error("%s", line)
+        raise ValidationFailed(cfg.supervisely or cfg.species, problems, report=report_path.name)
+
+    rows = [_row(r) for r in kept]
+    boxed = [row for row in rows if row["source"] == "boxes"]
+    if boxed:
+        dominant = [Counter(r["labels"]).most_common(1)[0][0] if r["labels"] else "(empty)" for r in boxed]
+        for row, split in zip(
+            boxed,
+            grouped_split(
+                dominant,
+                [r["group"] for r in boxed],
+                cfg.val_fraction,
+                cfg.test_fraction,
+                cfg.seed,
+                require_every_class=False,
+                unit="image",
+            ),
+            strict=True,
+        ):
+            row["split"] = split
+    for row in rows:
+        row.setdefault("split", "unlabelled")
+    write_manifest(rows, cfg.out_dir / "manifest.jsonl")
+    dataset = {
+        "family": "detector",
+        "classes": classes,
+        "species": sorted({r["species"] for r in rows if r["species"]}),
+        "n_images": len(rows),
+        "n_boxes": sum(len(r["boxes"]) for r in rows),
+        "counts": split_counts([{"split": r["split"], "label": lab} for r in rows for lab in r["labels"]]),
+        "images_per_split": dict(Counter(r["split"] for r in rows)),
+        "version": content_version([{**r, "label": ",".join(r["labels"]) or r["species"] or ""} for r in rows]),
+        "split": {
+            "val_fraction": cfg.val_fraction,
+            "test_fraction": cfg.test_fraction,
+            "seed": cfg.seed,
+            "box_policy": cfg.box_policy,
+        },
+    }
+    (cfg.out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+    return dataset
+
+
+def find_duplicates(records: list[ImageRecord], hashes: dict, digests: dict, bits: int) -> tuple[list[str], list[str]]:
+    """Exact (md5) and near (dHash) duplicates: a problem across groups, a warning within one."""
+    problems, warnings = [], []
+    if len(records) < 2:
+        return problems, warnings
+    values = np.asarray([hashes[r.path] for r in records], dtype=np.uint64)
+    for i, record in enumerate(records[:-1]):
+        distance = np.array([bin(int(v)).count("1") for v in values[i + 1 :] ^ values[i]])
+        for j in np.flatnonzero(distance <= bits) + i + 1:
+            other = records[j]
+            exact = digests[record.path] == digests[other.path]
+            what = "identical to" if exact else f"a near-duplicate (dHash distance {distance[j - i - 1]}) of"
+            line = f"{other.path}: {what} {record.path}"
+            (warnings if other.group == record.group else problems).append(
+                line + ("" if other.group != record.group else " in the same group")
+            )
+    return problems, warnings
+
+
+def _row(record: ImageRecord) -> dict:
+    return {
+        "id": str(Path(record.path).with_suffix("")),
+        "path": record.path,
+        "width": record.tags["width"],
+        "height": record.tags["height"],
+        "boxes": record.boxes,
+        "labels": record.labels,
+        "species": record.species,
+        "group": record.group,
+        "md5": record.tags["md5"],
+        "source": "species" if record.species else "boxes",
+        "tags": {k: v for k, v in record.tags.items() if k not in ("width", "height", "md5")},
+    }
