@@ -42,6 +42,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_validate)
 
+    from insectml.detector.models import DETECTORS
+
+    p = steps.add_parser(
+        "train", help="train a torchvision detector (weights=None; --weights PATH for local weights)",
+        description="Train on the manifest's train split with the shared loop; early stopping on val mAP@.5. "
+        "Writes weights.pt, config.json, labels.json, lineage.json, train_metrics.json, history.jsonl, "
+        "checkpoints/last.pt.",
+    )
+    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
+    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    p.add_argument("--model", default="ssdlite320_mobilenet_v3_large", choices=sorted(DETECTORS),
+                   help="detector (default: ssdlite320_mobilenet_v3_large)")
+    p.add_argument("--weights", type=Path, help="local state dict to start from (nothing is downloaded)")
+    p.add_argument("--image-size", type=int, default=320, help="input size of the FPN models (default: 320)")
+    p.add_argument("--epochs", type=int, default=60, help="most epochs (default: 60)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 0.002)")
+    p.add_argument("--patience", type=int, default=15, help="epochs without a better val mAP@.5 before stopping")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
+    p.set_defaults(func=_train)
+
+    p = steps.add_parser(
+        "evaluate", help="COCO mAP, per-class AP, confusion matrix at IoU 0.5, prediction grid",
+        description="Score a detector on one split: metrics.json, confusion_matrix.png, predictions.png.",
+    )
+    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
+    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
+    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default: test)")
+    p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default: evaluation)")
+    p.set_defaults(func=_evaluate)
+
 
 def _validate(args: argparse.Namespace) -> int:
     from insectml.detector.validate import DetectorValidateConfig, validate_detection
@@ -64,4 +102,27 @@ def _validate(args: argparse.Namespace) -> int:
         )
     )
     print(json.dumps({k: dataset[k] for k in ("n_images", "n_boxes", "images_per_split")}))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from insectml.detector.train import DetectorTrainConfig, train_detector
+
+    result = train_detector(
+        DetectorTrainConfig(
+            manifest=args.manifest, dataset=args.dataset, root=args.root, out_dir=args.out, model=args.model,
+            weights=args.weights, image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+            lr=args.lr, patience=args.patience, seed=args.seed, threads=args.threads, resume=args.resume,
+            device=args.device,
+        )
+    )
+    print(json.dumps({k: v for k, v in result.items() if k.startswith("best")}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from insectml.detector.evaluate import evaluate_detector
+
+    metrics = evaluate_detector(args.model, args.manifest, args.dataset, args.root, args.out, args.split)
+    print(json.dumps({k: metrics[k] for k in ("split", "n_images", "map", "map_50")}))
     return 0

@@ -1,0 +1,58 @@
+"""torchvision detectors built by name, never with downloaded weights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from insectml.errors import ConfigError, InputFileError
+
+
+def _builder(name: str) -> Callable[..., torch.nn.Module]:
+    def build(num_classes: int, image_size: int) -> torch.nn.Module:
+        from torchvision.models import detection
+
+        # weights_backbone=None matters: its default downloads ImageNet weights.
+        kwargs = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
+        if not name.startswith("ssdlite"):  # ssdlite320 is fixed at 320 px; FPN models resize inputs
+            kwargs.update(min_size=image_size, max_size=image_size)
+        return getattr(detection, name)(**kwargs)
+
+    return build
+
+
+DETECTORS: dict[str, Callable[..., torch.nn.Module]] = {
+    name: _builder(name)
+    for name in (
+        "ssdlite320_mobilenet_v3_large",
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        "retinanet_resnet50_fpn",
+        "fcos_resnet50_fpn",
+    )
+}
+
+
+def create_detector(name: str, num_classes: int, image_size: int = 320, weights: Path | None = None):
+    """A detector for ``num_classes`` foreground classes (index 0 is background).
+
+    ``weights``: a local state dict (e.g. torchvision's COCO checkpoint saved to disk);
+    tensors matching by name and shape are loaded, the class heads usually are not.
+    """
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown detector '{name}' (choose from: {', '.join(DETECTORS)})")
+    model = DETECTORS[name](num_classes + 1, image_size)
+    if weights is not None:
+        if not weights.is_file():
+            raise InputFileError(weights, "weights file not found")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise InputFileError(weights, f"not a PyTorch state dict ({type(exc).__name__})") from None
+        own = model.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not usable:
+            raise InputFileError(weights, f"no tensor matches the {name} model's layers")
+        model.load_state_dict(usable, strict=False)
+    return model

@@ -1,0 +1,58 @@
+"""Detectors build offline, train through the shared loop, and are scored like COCO."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from insectml.detector.evaluate import confusion_at_iou
+from insectml.detector.models import DETECTORS, create_detector
+from insectml.errors import ConfigError, InputFileError
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_every_detector_builds_without_downloads(name):
+    model = create_detector(name, num_classes=3).eval()
+    with torch.no_grad():
+        out = model([torch.rand(3, 320, 320)])
+    assert set(out[0]) >= {"boxes", "labels", "scores"}
+
+
+def test_local_weights_and_bad_names(tmp_path):
+    source = create_detector("ssdlite320_mobilenet_v3_large", 3)
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    target = create_detector("ssdlite320_mobilenet_v3_large", 3, weights=tmp_path / "w.pt")
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(ConfigError, match="unknown detector"):
+        create_detector("yolo", 3)
+    with pytest.raises(InputFileError, match="weights file not found"):
+        create_detector("ssdlite320_mobilenet_v3_large", 3, weights=tmp_path / "none.pt")
+
+
+def test_confusion_has_background_row_and_column():
+    truth = {"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]), "labels": torch.tensor([1, 2])}
+    pred = {"boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]), "labels": torch.tensor([1, 2]),
+            "scores": torch.tensor([0.9, 0.8])}
+    matrix = confusion_at_iou([pred], [truth], n_classes=2)
+    assert matrix.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+
+
+def test_train_then_evaluate_on_tiny_demo(tmp_path, run_cli):
+    from insectml.data.detector_demo import OPENCLIPART, write_detector_demo
+
+    if not OPENCLIPART.is_dir():
+        pytest.skip("needs the Debian package openclipart-png")
+    root = write_detector_demo(tmp_path / "det", n_box_images=40, n_species_images=2, seed=5)
+    out = tmp_path / "out"
+    assert run_cli("detector", "validate", "--root", root, "--supervisely", root / "insects_sly",
+                   "--out", out).returncode == 0
+    common = ["--manifest", out / "manifest.jsonl", "--dataset", out / "dataset.json", "--root", root]
+    done = run_cli("detector", "train", *common, "--epochs", "1", "--out", out / "model")
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_cli("detector", "evaluate", "--model", out / "model", *common, "--out", out / "eval")
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["map_50"] <= 1 and np.asarray(metrics["confusion_matrix_iou50"]).shape == (8, 8)
+    assert (out / "eval" / "predictions.png").is_file()
+    assert json.loads((out / "model" / "history.jsonl").read_text().splitlines()[0])["epoch"] == 1
