@@ -22,8 +22,9 @@ def test_local_weights_and_bad_names(tmp_path):
     source = create_detector("ssdlite320_mobilenet_v3_large", 3)
     torch.save(source.state_dict(), tmp_path / "w.pt")
     target = create_detector("ssdlite320_mobilenet_v3_large", 3, weights=tmp_path / "w.pt")
-    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values(), strict=True)
+    )
     with pytest.raises(ConfigError, match="unknown detector"):
         create_detector("yolo", 3)
     with pytest.raises(InputFileError, match="weights file not found"):
@@ -32,8 +33,11 @@ def test_local_weights_and_bad_names(tmp_path):
 
 def test_confusion_has_background_row_and_column():
     truth = {"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]), "labels": torch.tensor([1, 2])}
-    pred = {"boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]), "labels": torch.tensor([1, 2]),
-            "scores": torch.tensor([0.9, 0.8])}
+    pred = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]]),
+        "labels": torch.tensor([1, 2]),
+        "scores": torch.tensor([0.9, 0.8]),
+    }
     matrix = confusion_at_iou([pred], [truth], n_classes=2)
     assert matrix.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
 
@@ -43,10 +47,23 @@ def test_train_then_evaluate_on_tiny_demo(tmp_path, run_cli):
 
     if not OPENCLIPART.is_dir():
         pytest.skip("needs the Debian package openclipart-png")
-    root = write_detector_demo(tmp_path / "det", n_box_images=40, n_species_images=2, seed=5)
+    root = write_detector_demo(tmp_path / "det", n_box_images=40, n_species_images=6, seed=5)
     out = tmp_path / "out"
-    assert run_cli("detector", "validate", "--root", root, "--supervisely", root / "insects_sly",
-                   "--out", out).returncode == 0
+    assert (
+        run_cli(
+            "detector",
+            "validate",
+            "--root",
+            root,
+            "--supervisely",
+            root / "insects_sly",
+            "--species",
+            root / "species",
+            "--out",
+            out,
+        ).returncode
+        == 0
+    )
     common = ["--manifest", out / "manifest.jsonl", "--dataset", out / "dataset.json", "--root", root]
     done = run_cli("detector", "train", *common, "--epochs", "1", "--out", out / "model")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -56,3 +73,30 @@ def test_train_then_evaluate_on_tiny_demo(tmp_path, run_cli):
     assert 0 <= metrics["map_50"] <= 1 and np.asarray(metrics["confusion_matrix_iou50"]).shape == (8, 8)
     assert (out / "eval" / "predictions.png").is_file()
     assert json.loads((out / "model" / "history.jsonl").read_text().splitlines()[0])["epoch"] == 1
+
+    done = run_cli(
+        "detector",
+        "pseudo-label",
+        "--model",
+        out / "model",
+        *common,
+        "--threshold",
+        "0.01",
+        "--keep",
+        "all",
+        "--out",
+        out / "pseudo",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "pseudo" / "pseudo_report.json").read_text())
+    assert report["species_images"] == 6 and report["gained_boxes"] + report["dropped"] == 6
+    pseudo = [json.loads(line) for line in (out / "pseudo" / "pseudo_manifest.jsonl").read_text().splitlines()]
+    assert all(r["split"] == "train" and set(r["labels"]) == {r["species"]} for r in pseudo)
+    assert all(r["pseudo"]["threshold"] == 0.01 and min(r["pseudo"]["scores"]) >= 0.01 for r in pseudo)
+    merged = (out / "pseudo" / "merged_manifest.jsonl").read_text().splitlines()
+    assert len(merged) == 40 + len(pseudo)
+    if pseudo:  # the review project reads back with the same reader
+        from insectml.detector.supervisely_io import read_supervisely
+
+        _, records, problems = read_supervisely(out / "pseudo" / "pseudo_sly", out / "pseudo")
+        assert not problems and len(records) == len(pseudo)

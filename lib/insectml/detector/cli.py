@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     from insectml.detector.models import DETECTORS
 
     p = steps.add_parser(
-        "train", help="train a torchvision detector (weights=None; --weights PATH for local weights)",
+        "train",
+        help="train a torchvision detector (weights=None; --weights PATH for local weights)",
         description="Train on the manifest's train split with the shared loop; early stopping on val mAP@.5. "
         "Writes weights.pt, config.json, labels.json, lineage.json, train_metrics.json, history.jsonl, "
         "checkpoints/last.pt.",
@@ -53,8 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
     p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
     p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
-    p.add_argument("--model", default="ssdlite320_mobilenet_v3_large", choices=sorted(DETECTORS),
-                   help="detector (default: ssdlite320_mobilenet_v3_large)")
+    p.add_argument(
+        "--model",
+        default="ssdlite320_mobilenet_v3_large",
+        choices=sorted(DETECTORS),
+        help="detector (default: ssdlite320_mobilenet_v3_large)",
+    )
     p.add_argument("--weights", type=Path, help="local state dict to start from (nothing is downloaded)")
     p.add_argument("--image-size", type=int, default=320, help="input size of the FPN models (default: 320)")
     p.add_argument("--epochs", type=int, default=60, help="most epochs (default: 60)")
@@ -69,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     p = steps.add_parser(
-        "evaluate", help="COCO mAP, per-class AP, confusion matrix at IoU 0.5, prediction grid",
+        "evaluate",
+        help="COCO mAP, per-class AP, confusion matrix at IoU 0.5, prediction grid",
         description="Score a detector on one split: metrics.json, confusion_matrix.png, predictions.png.",
     )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
@@ -79,6 +85,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default: test)")
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default: evaluation)")
     p.set_defaults(func=_evaluate)
+
+    p = steps.add_parser(
+        "pseudo-label",
+        help="boxes for species-labelled images from a detector; merge with the box labels",
+        description="Run a detector over the manifest's species-labelled images, keep boxes scoring at least "
+        "--threshold (the best one, or all), label them with the image's species, and write "
+        "pseudo_manifest.jsonl, merged_manifest.jsonl (box labels + pseudo labels, the latter in train), "
+        "merged_dataset.json, pseudo_report.json and a Supervisely project pseudo_sly/ for review.",
+    )
+    p.add_argument("--model", type=existing_dir, required=True, help="detector model folder from 'train'")
+    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
+    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
+    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    p.add_argument("--threshold", type=float, default=0.5, help="lowest score kept (default: 0.5)")
+    p.add_argument(
+        "--keep",
+        choices=["top1", "all"],
+        default="top1",
+        help="per image: the best box only, or every box above the threshold (default: top1)",
+    )
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    p.set_defaults(func=_pseudo_label)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -110,9 +138,20 @@ def _train(args: argparse.Namespace) -> int:
 
     result = train_detector(
         DetectorTrainConfig(
-            manifest=args.manifest, dataset=args.dataset, root=args.root, out_dir=args.out, model=args.model,
-            weights=args.weights, image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-            lr=args.lr, patience=args.patience, seed=args.seed, threads=args.threads, resume=args.resume,
+            manifest=args.manifest,
+            dataset=args.dataset,
+            root=args.root,
+            out_dir=args.out,
+            model=args.model,
+            weights=args.weights,
+            image_size=args.image_size,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            seed=args.seed,
+            threads=args.threads,
+            resume=args.resume,
             device=args.device,
         )
     )
@@ -125,4 +164,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate_detector(args.model, args.manifest, args.dataset, args.root, args.out, args.split)
     print(json.dumps({k: metrics[k] for k in ("split", "n_images", "map", "map_50")}))
+    return 0
+
+
+def _pseudo_label(args: argparse.Namespace) -> int:
+    from insectml.detector.pseudolabel import PseudoLabelConfig, pseudo_label
+
+    report = pseudo_label(
+        PseudoLabelConfig(
+            model_dir=args.model,
+            manifest=args.manifest,
+            dataset=args.dataset,
+            root=args.root,
+            out_dir=args.out,
+            threshold=args.threshold,
+            keep=args.keep,
+        )
+    )
+    print(json.dumps({k: report[k] for k in ("species_images", "gained_boxes", "dropped")}))
     return 0

@@ -57,8 +57,9 @@ def confusion_at_iou(preds, targets, n_classes: int, iou: float = 0.5, score: fl
     return matrix
 
 
-def evaluate_detector(model_dir: Path, manifest: Path, dataset_json: Path, root: Path, out_dir: Path,
-                      split: str = "test") -> dict:
+def evaluate_detector(
+    model_dir: Path, manifest: Path, dataset_json: Path, root: Path, out_dir: Path, split: str = "test"
+) -> dict:
     from insectml.metrics import plot_confusion
 
     model, classes, config = load_detector(model_dir)
@@ -74,11 +75,22 @@ def evaluate_detector(model_dir: Path, manifest: Path, dataset_json: Path, root:
     result = mean_average_precision(preds, targets, classes)
     matrix = confusion_at_iou(preds, targets, len(classes))
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {"family": "detector", "model": config["model"], "split": split, "n_images": len(rows),
-               **result, "confusion_matrix_iou50": matrix.tolist(), "confusion_labels": [*classes, "background"]}
+    metrics = {
+        "family": "detector",
+        "model": config["model"],
+        "split": split,
+        "n_images": len(rows),
+        **result,
+        "confusion_matrix_iou50": matrix.tolist(),
+        "confusion_labels": [*classes, "background"],
+    }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion(matrix.tolist(), [*classes, "background"], out_dir / "confusion_matrix.png",
-                   f"{config['model']} — {split}, IoU 0.5, score ≥ 0.5")
+    plot_confusion(
+        matrix.tolist(),
+        [*classes, "background"],
+        out_dir / "confusion_matrix.png",
+        f"{config['model']} — {split}, IoU 0.5, score ≥ 0.5",
+    )
     _plot_grid(rows[:12], root, preds[:12], classes, out_dir / "predictions.png")
     return metrics
 
@@ -104,8 +116,14 @@ def _plot_grid(rows, root: Path, preds, classes, path: Path) -> Path:
                 continue
             x1, y1, x2, y2 = box.tolist()
             ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="red", lw=1.5))
-            ax.text(x1, y1, f"{classes[int(label) - 1]} {score:.2f}", color="white", fontsize=7,
-                    bbox={"facecolor": "red", "alpha": 0.6, "pad": 1})
+            ax.text(
+                x1,
+                y1,
+                f"{classes[int(label) - 1]} {score:.2f}",
+                color="white",
+                fontsize=7,
+                bbox={"facecolor": "red", "alpha": 0.6, "pad": 1},
+            )
     fig.suptitle("green: truth, red: predictions with score ≥ 0.5")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -69,25 +69,47 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         return {"map_50": m["map_50"], "map": m["map"]}
 
     loop = LoopConfig(
-        out_dir=cfg.out_dir, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-        weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, patience=cfg.patience,
-        monitor="map_50", seed=cfg.seed, threads=cfg.threads, resume=cfg.resume, device=cfg.device,
+        out_dir=cfg.out_dir,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        warmup_epochs=cfg.warmup_epochs,
+        patience=cfg.patience,
+        monitor="map_50",
+        seed=cfg.seed,
+        threads=cfg.threads,
+        resume=cfg.resume,
+        device=cfg.device,
     )
     tic = time.perf_counter()
     summary = fit(model, train_set, step, validate, loop, collate=collate)
     fit_seconds = time.perf_counter() - tic
     out = cfg.out_dir
-    config = {"family": "detector", "kind": "detector", "model": cfg.model, "image_size": cfg.image_size,
-              "n_parameters": sum(p.numel() for p in model.parameters())}
+    config = {
+        "family": "detector",
+        "kind": "detector",
+        "model": cfg.model,
+        "image_size": cfg.image_size,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+    }
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "labels.json").write_text(json.dumps(classes, indent=2) + "\n")
-    train_metrics = {"fit_seconds": round(fit_seconds, 3), "n_train": len(train_rows), "n_val": len(val_rows),
-                     **summary}
+    train_metrics = {
+        "fit_seconds": round(fit_seconds, 3),
+        "n_train": len(train_rows),
+        "n_val": len(val_rows),
+        **summary,
+    }
     (out / "train_metrics.json").write_text(json.dumps(train_metrics, indent=2) + "\n")
     record = lineage.collect(
-        params={"model": cfg.model, "image_size": cfg.image_size, "weights": str(cfg.weights) if cfg.weights else None,
-                "loop": {k: v for k, v in vars(loop).items() if k not in ("out_dir", "resume", "device")},
-                "split": dataset.get("split", {})},
+        params={
+            "model": cfg.model,
+            "image_size": cfg.image_size,
+            "weights": str(cfg.weights) if cfg.weights else None,
+            "loop": {k: v for k, v in vars(loop).items() if k not in ("out_dir", "resume", "device")},
+            "split": dataset.get("split", {}),
+        },
         seed=cfg.seed,
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},
         started=started,
