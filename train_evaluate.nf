@@ -11,6 +11,7 @@
 nextflow.enable.dsl = 2
 
 include { WINGBEAT } from './workflows/wingbeat'
+include { DETECTOR } from './workflows/detector'
 
 def insectml(List args) {
     def proc = ([ "${projectDir}/bin/insectml" ] + args).collect { it.toString() }.execute()
@@ -42,6 +43,12 @@ workflow {
         ch_input = Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true) ])
         WINGBEAT ( ch_input, params.wingbeat_models.tokenize(',')*.trim() )
         ch_versions = ch_versions.mix(WINGBEAT.out.versions)
+    }
+
+    if ('detector' in tasks) {
+        def meta = [ id: 'detector', family: 'detector', seed: params.seed ]
+        DETECTOR ( Channel.of([ meta, file(params.detector_input, checkIfExists: true) ]) )
+        ch_versions = ch_versions.mix(DETECTOR.out.versions)
     }
 
     ch_versions

@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--val-fraction", type=float, default=0.15, help="share of groups for validation (default: 0.15)")
     p.add_argument("--test-fraction", type=float, default=0.2, help="share of groups for test (default: 0.2)")
+    p.add_argument(
+        "--max-images", type=int, default=0, help="keep at most N box-labelled and N species images, seeded (0 = all)"
+    )
     p.add_argument("--seed", type=int, default=42, help="split seed (default: 42)")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_validate)
@@ -127,6 +130,7 @@ def _validate(args: argparse.Namespace) -> int:
             val_fraction=args.val_fraction,
             test_fraction=args.test_fraction,
             seed=args.seed,
+            max_images=args.max_images,
         )
     )
     print(json.dumps({k: dataset[k] for k in ("n_images", "n_boxes", "images_per_split")}))

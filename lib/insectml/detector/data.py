@@ -42,7 +42,11 @@ class DetectionSet(torch.utils.data.Dataset):
             "labels": torch.as_tensor([self.index[label] for label in row["labels"]], dtype=torch.int64),
         }
         image, target = self.transform(image, target)
-        return image, {"boxes": target["boxes"].as_subclass(torch.Tensor), "labels": target["labels"]}
+        # contiguous: PIL's HWC layout leaves a channels-last view, on which CPU convolutions crawl
+        return image.as_subclass(torch.Tensor).contiguous(), {
+            "boxes": target["boxes"].as_subclass(torch.Tensor),
+            "labels": target["labels"],
+        }
 
 
 def collate(batch):

@@ -16,7 +16,9 @@ def _builder(name: str) -> Callable[..., torch.nn.Module]:
 
         # weights_backbone=None matters: its default downloads ImageNet weights.
         kwargs = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
-        if not name.startswith("ssdlite"):  # ssdlite320 is fixed at 320 px; FPN models resize inputs
+        if name.startswith("ssdlite"):  # fixed at 320 px; torchvision's 0.001 floor keeps thousands of boxes
+            kwargs.update(score_thresh=0.05, detections_per_img=100)
+        else:  # FPN models resize inputs themselves
             kwargs.update(min_size=image_size, max_size=image_size)
         return getattr(detection, name)(**kwargs)
 

@@ -57,7 +57,8 @@ def pseudo_label(cfg: PseudoLabelConfig) -> dict:
     with torch.no_grad():
         for row in tqdm(species_rows, desc="pseudo-label", unit="img", disable=None):
             with Image.open(cfg.root / row["path"]) as image:
-                tensor = pil_to_tensor(image.convert("RGB")).float() / 255
+                # contiguous: PIL's HWC layout leaves a channels-last view, on which CPU convolutions crawl
+                tensor = pil_to_tensor(image.convert("RGB")).contiguous().float() / 255
             out = model([tensor])[0]
             keep = torch.nonzero(out["scores"] >= cfg.threshold).flatten()
             if cfg.keep == "top1":

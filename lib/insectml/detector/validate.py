@@ -38,6 +38,7 @@ class DetectorValidateConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     seed: int = 42
+    max_images: int = 0  # keep at most N box-labelled and N species images, seeded (0 = all)
 
 
 def dhash(image, size: int = 8) -> int:
@@ -108,9 +109,9 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
         project_classes, boxed, read_problems = read_supervisely(cfg.supervisely, cfg.root)
         classes = classes or project_classes
         problems += read_problems
-        records += boxed
+        records += _cap(boxed, cfg.max_images, cfg.seed)
     if cfg.species is not None:
-        records += read_species_folders(cfg.species, cfg.root)
+        records += _cap(read_species_folders(cfg.species, cfg.root), cfg.max_images, cfg.seed)
 
     kept, hashes, digests = [], {}, {}
     for record in tqdm(records, desc="validate", unit="img", disable=None):
@@ -226,3 +227,11 @@ def _row(record: ImageRecord) -> dict:
         "source": "species" if record.species else "boxes",
         "tags": {k: v for k, v in record.tags.items() if k not in ("width", "height", "md5")},
     }
+
+
+def _cap(records: list[ImageRecord], cap: int, seed: int) -> list[ImageRecord]:
+    """At most ``cap`` records (0 keeps all), chosen with ``seed``, in their original order."""
+    if cap <= 0 or len(records) <= cap:
+        return records
+    keep = set(np.random.default_rng(seed).choice(len(records), size=cap, replace=False).tolist())
+    return [r for i, r in enumerate(records) if i in keep]

@@ -1,0 +1,32 @@
+process DETECTOR_PSEUDOLABEL {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(model), path(manifest), path(dataset)
+    path data, stageAs: 'data'
+
+    output:
+    tuple val(meta), path('pseudo/merged_manifest.jsonl'), path('pseudo/merged_dataset.json'), emit: merged
+    tuple val(meta), path('pseudo')                                                          , emit: pseudo
+    path 'versions.yml'                                                                      , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insectml detector pseudo-label \\
+        --model ${model} \\
+        --manifest ${manifest} \\
+        --dataset ${dataset} \\
+        --root ${data} \\
+        --out pseudo \\
+        ${args}
+    insectml versions --process ${task.process} > versions.yml
+    """
+
+    stub:
+    """
+    mkdir pseudo
+    touch pseudo/merged_manifest.jsonl pseudo/merged_dataset.json pseudo/pseudo_report.json versions.yml
+    """
+}
