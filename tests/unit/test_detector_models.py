@@ -81,7 +81,7 @@ def test_train_then_evaluate_on_tiny_demo(tmp_path, run_cli):
         out / "model",
         *common,
         "--threshold",
-        "0.01",
+        "0.05",
         "--keep",
         "all",
         "--out",
