@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from insectml.errors import ConfigError, InputFileError
+from insectml.errors import ConfigError
+from insectml.training.weights import load_matching_weights
 
 
 def _builder(name: str) -> Callable[..., torch.nn.Module]:
@@ -46,15 +47,5 @@ def create_detector(name: str, num_classes: int, image_size: int = 320, weights:
         raise ConfigError(f"unknown detector '{name}' (choose from: {', '.join(DETECTORS)})")
     model = DETECTORS[name](num_classes + 1, image_size)
     if weights is not None:
-        if not weights.is_file():
-            raise InputFileError(weights, "weights file not found")
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise InputFileError(weights, f"not a PyTorch state dict ({type(exc).__name__})") from None
-        own = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if not usable:
-            raise InputFileError(weights, f"no tensor matches the {name} model's layers")
-        model.load_state_dict(usable, strict=False)
+        load_matching_weights(model, weights, name)
     return model

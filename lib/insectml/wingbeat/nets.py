@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from insectml.errors import ConfigError, InputFileError
+from insectml.errors import ConfigError
+from insectml.training.weights import load_matching_weights
 
 
 def padding_mask(frames: torch.Tensor, length: int) -> torch.Tensor:
@@ -112,17 +113,7 @@ def create_net(name: str, n_classes: int, n_mels: int, weights: Path | None = No
     except RuntimeError as exc:  # timm: unknown backbone name
         raise ConfigError(f"{name}: {exc}") from None
     if weights is not None:
-        if not weights.is_file():
-            raise InputFileError(weights, "weights file not found")
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise InputFileError(weights, f"not a PyTorch state dict ({type(exc).__name__})") from None
-        own = model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if not usable:
-            raise InputFileError(weights, f"no tensor matches the {name} model's layers")
-        model.load_state_dict(usable, strict=False)
+        load_matching_weights(model, weights, name)
     return model
 
 
