@@ -30,9 +30,9 @@ class DetectorTrainConfig:
     model: str = "ssdlite320_mobilenet_v3_large"
     weights: Path | None = None
     image_size: int = 320
-    epochs: int = 60
+    epochs: int = 100
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 2.0
     patience: int = 15
