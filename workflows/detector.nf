@@ -10,6 +10,7 @@ include { DETECTOR_TRAIN as DETECTOR_TRAIN_TARGET  } from '../modules/detector/t
 include { DETECTOR_EVALUATE as DETECTOR_EVALUATE_GENERIC } from '../modules/detector/evaluate/main'
 include { DETECTOR_EVALUATE as DETECTOR_EVALUATE_TARGET  } from '../modules/detector/evaluate/main'
 include { DETECTOR_PSEUDOLABEL                     } from '../modules/detector/pseudolabel/main'
+include { DETECTOR_EXPORT                          } from '../modules/detector/export/main'
 
 workflow DETECTOR {
     take:
@@ -33,7 +34,14 @@ workflow DETECTOR {
     DETECTOR_TRAIN_TARGET ( ch_target, data )
     DETECTOR_EVALUATE_TARGET ( DETECTOR_TRAIN_TARGET.out.model.join(ch_target), data )
 
+    // Both detectors are exported: the generic one finds insects, the target one names the species.
+    DETECTOR_EXPORT (
+        DETECTOR_TRAIN_GENERIC.out.model.mix(DETECTOR_TRAIN_TARGET.out.model)
+            .map { meta, model -> [ meta + [ archive: "${params.detector_archive_name}_${meta.stage}" ], model ] }
+    )
+
     ch_versions = ch_versions.mix(
+        DETECTOR_EXPORT.out.versions.first(),
         DETECTOR_TRAIN_GENERIC.out.versions, DETECTOR_EVALUATE_GENERIC.out.versions,
         DETECTOR_PSEUDOLABEL.out.versions, DETECTOR_TRAIN_TARGET.out.versions, DETECTOR_EVALUATE_TARGET.out.versions)
 
@@ -42,5 +50,6 @@ workflow DETECTOR {
     target   = DETECTOR_TRAIN_TARGET.out.model
     metrics  = DETECTOR_EVALUATE_GENERIC.out.metrics.mix(DETECTOR_EVALUATE_TARGET.out.metrics)
     pseudo   = DETECTOR_PSEUDOLABEL.out.pseudo
+    archives = DETECTOR_EXPORT.out.archive
     versions = ch_versions
 }

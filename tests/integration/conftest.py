@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+
+
+def free_port() -> int:
+    """A free loopback port; MMS 1.1.11 rejects some high port numbers, so stay low."""
+    for port in random.sample(range(20000, 30000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000-29999")
 
 
 def nextflow(repo_root: Path, cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:

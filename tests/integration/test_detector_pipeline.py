@@ -1,28 +1,104 @@
-"""The detector family's two stages through the real Nextflow engine (-profile test)."""
+"""The detector family's two stages through the real Nextflow engine (-profile test),
+and its archive served by a real Multi Model Server on loopback."""
 
+import concurrent.futures
 import json
+import urllib.error
 
 import pytest
+from insectml.serving.mms import ServerConfig, predict, register, start, stop
 
-from .conftest import nextflow
+from .conftest import free_port, nextflow
 
 pytestmark = pytest.mark.integration
 
 
-def test_two_stage_detector_runs_and_publishes(repo_root, tool_env, tmp_path):
+@pytest.fixture(scope="module")
+def detector_run(repo_root, tool_env, tmp_path_factory):
     if not (repo_root / "data" / "detector" / "insects_sly" / "meta.json").is_file():
         pytest.fail("data/detector is missing: run 'make data' (dvc pull) first")
+    cwd = tmp_path_factory.mktemp("nf-detector")
     done = nextflow(
-        repo_root, tmp_path, tool_env, "-profile", "test", "--task", "detector", "--outdir", str(tmp_path / "results")
+        repo_root, cwd, tool_env, "-profile", "test", "--task", "detector", "--outdir", str(cwd / "results")
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = tmp_path / "results" / "detector"
+    return cwd / "results" / "detector"
+
+
+def test_two_stage_detector_runs_and_publishes(detector_run):
+    out = detector_run
     for stage in ("generic", "target"):
         metrics = json.loads((out / "evaluation" / stage / "metrics.json").read_text())
         assert 0 <= metrics["map_50"] <= 1 and metrics["split"] == "test"
         assert (out / "models" / stage / "lineage.json").is_file()
+        assert (out / "archive" / f"detector_{stage}.mar").is_file()
+        assert (out / "archive" / f"detector_{stage}.torchscript.pt").is_file()
     report = json.loads((out / "pseudo" / "pseudo_report.json").read_text())
     assert report["species_images"] == 60 and report["gained_boxes"] + report["dropped"] == 60
     assert (out / "pseudo" / "pseudo_sly" / "meta.json").is_file()
     dataset = json.loads((out / "data" / "dataset.json").read_text())
     assert dataset["family"] == "detector" and "stink_bug" in dataset["classes"]
+
+
+@pytest.fixture(scope="module")
+def detector_server(detector_run, run_cli, tmp_path_factory, repo_root):
+    """MMS with the target detector re-exported at score threshold 0 (a one-epoch model
+    scores low), loaded at start-up, and the same archive registered with batching."""
+    state = tmp_path_factory.mktemp("mms-detector")
+    store = state / "store"
+    done = run_cli(
+        "detector", "export", "--model", detector_run / "models" / "target", "--name", "target",
+        "--score-threshold", "0", "--out", store,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    cfg = ServerConfig(
+        model_store=store,
+        models={"target": "target.mar"},
+        state_dir=state,
+        port=free_port(),
+        management_port=free_port(),
+    )
+    probe = next((repo_root / "data/detector/insects_sly").glob("*/img/*"))
+    start(cfg, probe=("target", probe.read_bytes()), timeout=300)
+    register(cfg.management_url, "target.mar", "target_batched", batch_size=4, max_batch_delay_ms=500)
+    yield cfg
+    stop(state)
+
+
+def demo_images(repo_root, n):
+    return sorted((repo_root / "data/detector/insects_sly").glob("*/img/*"))[:n]
+
+
+def test_served_detector_returns_boxes_like_the_model(detector_server, detector_run, repo_root, run_cli):
+    image = demo_images(repo_root, 1)[0]
+    served = predict(detector_server.inference_url, "target", image.read_bytes(), content_type="image/jpeg")
+    local = run_cli(
+        "detector", "predict", "--model", detector_run / "models" / "target", "--score-threshold", "0", image
+    )
+    assert local.returncode == 0, local.stderr[-2000:]
+    expected = json.loads(local.stdout)["detections"]
+    assert served and len(served) == len(expected)
+    classes = json.loads((detector_run / "models" / "target" / "labels.json").read_text())
+    for got, want in zip(served, expected, strict=True):
+        assert set(got) == {"label", "score", "box"} and got["label"] in classes
+        assert got["label"] == want["label"] and abs(got["score"] - want["score"]) < 1e-3
+        assert all(abs(a - b) < 0.5 for a, b in zip(got["box"], want["box"], strict=True))
+
+
+def test_batched_requests_and_a_bad_body(detector_server, repo_root):
+    url = detector_server.inference_url
+    bodies = [p.read_bytes() for p in demo_images(repo_root, 3)] + [b"\x89PNG\r\n\x1a\n truncated"]
+
+    def send(body):
+        try:
+            return 200, predict(url, "target_batched", body, content_type="image/png")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(send, bodies))
+    assert [code for code, _ in answers] == [200, 200, 200, 400]
+    assert all(isinstance(a, list) and a for _, a in answers[:3])
+    assert "not a readable image" in answers[3][1]["error"]
+    # the server keeps serving
+    assert predict(url, "target", bodies[0], content_type="image/jpeg")

@@ -1,9 +1,7 @@
 """The packaged archive served by a real Multi Model Server on loopback."""
 
 import json
-import random
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -11,19 +9,9 @@ import urllib.request
 import pytest
 from insectml.serving.mms import ServerConfig, _alive, predict, start, stop
 
+from .conftest import free_port
+
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    # MMS 1.1.11 rejects some high port numbers ("Invalid port number"), so stay low.
-    for port in random.sample(range(20000, 30000), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port in 20000-29999")
 
 
 @pytest.fixture(scope="module")

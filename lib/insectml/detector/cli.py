@@ -111,6 +111,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_pseudo_label)
 
+    p = steps.add_parser(
+        "export",
+        help="TorchScript (and ONNX) export, checked against the model, plus a .mar for MMS",
+        description="Script the detector with TorchScript (and export ONNX with --export onnx), check each "
+        "export against the eager model on a sample image, and pack the TorchScript model into OUT/NAME.mar "
+        "whose handler answers an image body with [{label, score, box: [x1, y1, x2, y2]}].",
+    )
+    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
+    p.add_argument("--name", default="detector", help="archive and model name (default: detector)")
+    p.add_argument(
+        "--export",
+        default="torchscript",
+        help="comma-separated formats: torchscript, onnx (default: torchscript; the .mar always holds TorchScript)",
+    )
+    p.add_argument("--score-threshold", type=float, default=0.3, help="served boxes score at least this (default: 0.3)")
+    p.add_argument("--no-mar", action="store_true", help="write the exports only, no .mar")
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    p.set_defaults(func=_export)
+
+    p = steps.add_parser(
+        "predict",
+        help="boxes for image files with a model folder (the served code path)",
+        description="Print one JSON line per image: {file, detections: [{label, score, box}]}.",
+    )
+    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
+    p.add_argument("--score-threshold", type=float, default=0.3, help="lowest score printed (default: 0.3)")
+    p.add_argument("images", nargs="+", type=Path, help="JPEG/PNG files")
+    p.set_defaults(func=_predict)
+
 
 def _validate(args: argparse.Namespace) -> int:
     from insectml.detector.validate import DetectorValidateConfig, validate_detection
@@ -186,4 +215,41 @@ def _pseudo_label(args: argparse.Namespace) -> int:
         )
     )
     print(json.dumps({k: report[k] for k in ("species_images", "gained_boxes", "dropped")}))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from insectml.detector.export import export_detector
+    from insectml.errors import ConfigError
+    from insectml.serving.package import build_mar
+
+    if not 0 <= args.score_threshold <= 1:
+        raise ConfigError(f"--score-threshold {args.score_threshold}: expected a score in [0, 1]")
+    formats = tuple(f.strip() for f in args.export.split(",") if f.strip())
+    written = export_detector(args.model, args.out, args.name, ("torchscript", *formats))
+    if not args.no_mar:
+        written["mar"] = str(
+            build_mar(
+                args.model,
+                args.name,
+                "insectml.serving.detector_handler",
+                args.out,
+                extra_files={"model.torchscript.pt": Path(written["torchscript"])},
+                serving={"score_threshold": args.score_threshold},
+            )
+        )
+    print(json.dumps(written))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from insectml.detector.predict import DetectorPredictor, decode_image
+    from insectml.errors import InputFileError
+
+    predictor = DetectorPredictor(args.model, args.score_threshold)
+    for path in args.images:
+        if not path.is_file():
+            raise InputFileError(path, "image not found")
+        (answer,) = predictor.predict([decode_image(path.read_bytes(), name=str(path))])
+        print(json.dumps({"file": str(path), "detections": answer}))
     return 0

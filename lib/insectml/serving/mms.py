@@ -126,9 +126,29 @@ def _wait_ready(cfg: ServerConfig, probe, deadline: float, wrapper: subprocess.P
                 raise UserError(f"Multi Model Server answered the probe with HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError, ValueError):
             pass
+        failure = _load_failure(cfg.state_dir / "server.log")
+        if failure:
+            raise UserError(f"Multi Model Server cannot load a model ({failure}); see {cfg.state_dir / 'server.log'}")
         if time.monotonic() > deadline:
             raise UserError(f"Multi Model Server gave no prediction in time; see {cfg.state_dir / 'server.log'}")
         time.sleep(0.5)
+
+
+def _load_failure(log: Path, tries: int = 3) -> str | None:
+    """The worker's last error line once MMS has failed to load a model ``tries`` times
+    (it retries for ever), else None."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    if text.count("Load model failed") < tries:
+        return None
+    errors = [
+        line.split(" - ", 1)[-1].strip()
+        for line in text.splitlines()
+        if "-stdout " in line and ("Error" in line or "Exception" in line) and "Traceback" not in line
+    ]
+    return errors[-1][:300] if errors else "its worker died while loading"
 
 
 def _workers_ready(cfg: ServerConfig, name: str) -> bool:
@@ -147,6 +167,50 @@ def predict(
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def register(
+    management_url: str,
+    archive: str,
+    name: str,
+    batch_size: int = 1,
+    max_batch_delay_ms: int = 100,
+    initial_workers: int = 1,
+    timeout: float = 300,
+) -> dict:
+    """Register ``archive`` (a file name in the model store, or a URL) as ``name`` through
+    the management API and wait until its workers are up (``synchronous=true``). With
+    ``batch_size`` > 1, MMS hands the handler up to that many requests at once, waiting
+    at most ``max_batch_delay_ms`` to fill a batch."""
+    from urllib.parse import urlencode
+
+    query = urlencode(
+        {
+            "url": archive,
+            "model_name": name,
+            "batch_size": batch_size,
+            "max_batch_delay": max_batch_delay_ms,
+            "initial_workers": initial_workers,
+            "synchronous": "true",
+        }
+    )
+    request = urllib.request.Request(f"{management_url}/models?{query}", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace").strip()[:300]
+        raise UserError(f"registering {archive} as '{name}' failed: HTTP {exc.code} {detail}") from None
+
+
+def unregister(management_url: str, name: str, timeout: float = 60) -> None:
+    request = urllib.request.Request(f"{management_url}/models/{name}", method="DELETE")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            pass
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace").strip()[:300]
+        raise UserError(f"unregistering '{name}' failed: HTTP {exc.code} {detail}") from None
 
 
 def _alive(pid: int | None) -> bool:

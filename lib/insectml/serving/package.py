@@ -13,9 +13,19 @@ import insectml
 from insectml.errors import InputFileError, UserError
 
 
-def build_mar(model_dir: Path, name: str, handler_module: str, out_dir: Path) -> Path:
+def build_mar(
+    model_dir: Path,
+    name: str,
+    handler_module: str,
+    out_dir: Path,
+    extra_files: dict[str, Path] | None = None,
+    serving: dict | None = None,
+) -> Path:
     """Pack ``model_dir``, a copy of the insectml library and a handler shim into
-    ``out_dir/<name>.mar``. The archive serves without insectml installed on the server."""
+    ``out_dir/<name>.mar``. The archive serves without insectml installed on the server.
+
+    ``extra_files``: archive name → file to add (e.g. a TorchScript export);
+    ``serving``: settings for the handler, written as ``serving.json``."""
     if not (model_dir / "lineage.json").is_file():
         raise InputFileError(model_dir, "model directory has no lineage.json; it was not made by 'train'")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -27,6 +37,13 @@ def build_mar(model_dir: Path, name: str, handler_module: str, out_dir: Path) ->
             staging / "insectml",
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
+        for arcname, path in (extra_files or {}).items():
+            if not path.is_file():
+                raise InputFileError(path, "file to archive not found")
+            (staging / arcname).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, staging / arcname)
+        if serving is not None:
+            (staging / "serving.json").write_text(json.dumps(serving, indent=2) + "\n")
         (staging / "handler.py").write_text(
             f'"""Multi Model Server entry point for {name}."""\nfrom {handler_module} import handle  # noqa: F401\n'
         )
