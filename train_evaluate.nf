@@ -12,6 +12,7 @@ nextflow.enable.dsl = 2
 
 include { WINGBEAT } from './workflows/wingbeat'
 include { DETECTOR } from './workflows/detector'
+include { FEWSHOT  } from './workflows/fewshot'
 
 def insectml(List args) {
     def proc = ([ "${projectDir}/bin/insectml" ] + args).collect { it.toString() }.execute()
@@ -49,6 +50,12 @@ workflow {
         def meta = [ id: 'detector', family: 'detector', seed: params.seed ]
         DETECTOR ( Channel.of([ meta, file(params.detector_input, checkIfExists: true) ]) )
         ch_versions = ch_versions.mix(DETECTOR.out.versions)
+    }
+
+    if ('fewshot' in tasks) {
+        def meta = [ id: 'fewshot', family: 'fewshot', seed: params.seed ]
+        FEWSHOT ( Channel.of([ meta, file(params.fewshot_input, checkIfExists: true) ]) )
+        ch_versions = ch_versions.mix(FEWSHOT.out.versions)
     }
 
     ch_versions

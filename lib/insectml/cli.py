@@ -36,6 +36,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from insectml import commands
     from insectml.detector import cli as detector_cli
+    from insectml.fewshot import cli as fewshot_cli
     from insectml.serving import cli as serving_cli
     from insectml.wingbeat import cli as wingbeat_cli
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.register(sub)
     wingbeat_cli.register(sub)
     detector_cli.register(sub)
+    fewshot_cli.register(sub)
     serving_cli.register(sub)
     return parser
 

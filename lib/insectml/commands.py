@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wingbeat-per-class", type=int, default=120, help="recordings per species (default: 120)")
     p.add_argument(
         "--families",
-        default="wingbeat,detector",
-        help="which demo sets to write, comma-separated (default: wingbeat,detector)",
+        default="wingbeat,detector,fewshot",
+        help="which demo sets to write, comma-separated (default: wingbeat,detector,fewshot)",
     )
     p.add_argument("--detector-images", type=int, default=240, help="box-labelled detector images (default: 240)")
     p.add_argument("--seed", type=int, default=20240601, help="generator seed (default: 20240601)")
@@ -57,9 +57,9 @@ def _demo(args: argparse.Namespace) -> int:
     from insectml.errors import ConfigError
 
     families = {f.strip() for f in args.families.split(",") if f.strip()}
-    unknown = families - {"wingbeat", "detector"}
+    unknown = families - {"wingbeat", "detector", "fewshot"}
     if unknown:
-        raise ConfigError(f"--families: unknown {', '.join(sorted(unknown))} (choose from wingbeat, detector)")
+        raise ConfigError(f"--families: unknown {', '.join(sorted(unknown))} (choose from wingbeat, detector, fewshot)")
     if "wingbeat" in families:
         from insectml.data.demo import write_wingbeat_demo
 
@@ -73,6 +73,10 @@ def _demo(args: argparse.Namespace) -> int:
             n_species_images=args.detector_images // 2,
             seed=args.seed,
         )
+    if "fewshot" in families:
+        from insectml.data.fewshot_demo import write_fewshot_demo
+
+        write_fewshot_demo(args.out / "fewshot", seed=args.seed)
     print(args.out)
     return 0
 
@@ -123,5 +127,15 @@ def _results(args: argparse.Namespace) -> int:
             print(
                 f"{path.parent.name}: {m.get('family')} {m.get('model')} {m.get('split')} "
                 f"accuracy={m['accuracy']:.3f} macro_f1={m['macro_f1']:.3f}"
+            )
+        elif "map_50" in m:
+            print(
+                f"{path.parent.name}: detector {m.get('model')} {m.get('split')} mAP={m['map']:.3f} mAP@.5={m['map_50']:.3f}"
+            )
+        elif m.get("family") == "fewshot":
+            one = m["episodes_5way_1shot"]["mean"]
+            print(
+                f"fewshot: {m.get('backbone')} {m.get('loss')} novel test classes={m['novel_classes']} "
+                f"top1={m['top1']:.3f} top5={m['top5']:.3f} 5-way-1-shot={one if one is None else round(one, 3)}"
             )
     return 0

@@ -81,11 +81,14 @@ def fit(
     validate: Callable[[torch.nn.Module, torch.device], dict],
     cfg: LoopConfig,
     collate: Callable | None = None,
+    batch_sampler: Callable[[torch.Generator], torch.utils.data.Sampler] | None = None,
 ) -> dict:
     """Train ``model`` in place (it ends holding the best weights); returns a summary.
 
     Writes into ``cfg.out_dir``: ``history.jsonl`` (one row per epoch),
     ``checkpoints/last.pt`` (everything needed to resume) and ``weights.pt`` (best).
+    ``batch_sampler(generator)``: batches of indices instead of shuffled ``batch_size``
+    chunks (class-balanced batches, episodes), drawn from the epoch's generator.
     """
     from tqdm import tqdm
 
@@ -98,7 +101,10 @@ def fit(
         model.to(memory_format=torch.channels_last)
     out = cfg.out_dir
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    if batch_sampler is not None:
+        steps_per_epoch = len(batch_sampler(torch.Generator()))
+    else:
+        steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = cosine_with_warmup(optimizer, int(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -134,9 +140,12 @@ def fit(
             break
         model.train()
         order = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        loader = torch.utils.data.DataLoader(
-            train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, collate_fn=collate
-        )
+        if batch_sampler is not None:
+            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batch_sampler(order), collate_fn=collate)
+        else:
+            loader = torch.utils.data.DataLoader(
+                train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, collate_fn=collate
+            )
         tic, total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None)
         for batch in bar:

@@ -1,0 +1,1 @@
+"""Few-shot identification by embedding: metric learning, prototypes, open set, clusters."""

@@ -1,0 +1,214 @@
+"""Evaluate an embedder on novel classes it never saw: nearest-prototype top-1/top-5,
+5-way 1-shot and 5-shot episodes with 95 % intervals, open-set AUROC and the calibrated
+"unknown" threshold, clustering (NMI/ARI, cluster → suggested class table), a 2-D map,
+metrics.json and report.html. Writes the serving gallery too."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from insectml.data.manifest import read_json, read_manifest
+from insectml.errors import ConfigError
+from insectml.fewshot.data import ImageSet
+from insectml.fewshot.embed import embed, episode_accuracy, load_embedder
+from insectml.fewshot.gallery import Gallery, calibrate_threshold
+
+
+def _open_set(emb: np.ndarray, rows: list[dict], seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Enrol a seeded half of the classes from their support images; best similarity of
+    every query to that gallery, for queries of enrolled (known) and other (unknown) classes."""
+    classes = sorted({r["label"] for r in rows})
+    rng = np.random.default_rng(seed)
+    known = set(rng.choice(classes, max(1, len(classes) // 2), replace=False).tolist())
+    support = [i for i, r in enumerate(rows) if r["subset"] == "support" and r["label"] in known]
+    gallery = Gallery.from_embeddings(emb[support], [rows[i]["label"] for i in support])
+    queries = [i for i, r in enumerate(rows) if r["subset"] == "query"]
+    best = gallery.similarities(emb[queries]).max(1)
+    is_known = np.asarray([rows[i]["label"] in known for i in queries])
+    return best[is_known], best[~is_known], sorted(known)
+
+
+def _clusters(emb: np.ndarray, labels: list[str], out_dir: Path) -> dict:
+    from sklearn.cluster import HDBSCAN, AgglomerativeClustering
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    n_classes = len(set(labels))
+    found = {
+        "agglomerative": AgglomerativeClustering(n_clusters=n_classes, metric="cosine", linkage="average").fit_predict(
+            emb
+        ),
+        "hdbscan": HDBSCAN(min_cluster_size=2, metric="euclidean", copy=True).fit_predict(emb),
+    }
+    result = {}
+    for name, assign in found.items():
+        result[name] = {
+            "nmi": float(normalized_mutual_info_score(labels, assign)),
+            "ari": float(adjusted_rand_score(labels, assign)),
+            "clusters": int(len(set(assign) - {-1})),
+            "noise": int((assign == -1).sum()),
+        }
+        with (out_dir / f"clusters_{name}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["cluster", "size", "suggested_class", "purity", "members"])
+            for c in sorted(set(assign)):
+                idx = np.flatnonzero(assign == c)
+                names, counts = np.unique(np.asarray(labels)[idx], return_counts=True)
+                top = int(counts.argmax())
+                writer.writerow(
+                    [
+                        "noise" if c == -1 else int(c),
+                        len(idx),
+                        names[top],
+                        round(counts[top] / len(idx), 3),
+                        ";".join(names),
+                    ]
+                )
+    return result
+
+
+def _auroc(known: np.ndarray, unknown: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if len(known) == 0 or len(unknown) == 0:
+        return None
+    return float(roc_auc_score(np.r_[np.ones(len(known)), np.zeros(len(unknown))], np.r_[known, unknown]))
+
+
+def _map_plot(emb: np.ndarray, labels: list[str], path: Path, seed: int, method: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if method == "umap":
+        import umap
+
+        xy = umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit_transform(emb)
+    else:
+        from sklearn.manifold import TSNE
+
+        xy = TSNE(
+            2, metric="cosine", init="pca", perplexity=min(30, max(2, len(emb) // 4)), random_state=seed
+        ).fit_transform(emb)
+    classes = sorted(set(labels))
+    colour = {c: i for i, c in enumerate(classes)}
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.scatter(xy[:, 0], xy[:, 1], c=[colour[c] for c in labels], cmap="tab20", s=14)
+    ax.set_title(f"novel test classes ({len(classes)}), {method.upper()} of the embeddings, one colour per class")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def evaluate_fewshot(
+    model_dir: Path,
+    manifest: Path,
+    dataset_json: Path,
+    root: Path,
+    out_dir: Path,
+    episodes: int = 600,
+    seed: int = 42,
+    embedding_map: str = "tsne",
+) -> dict:
+    from insectml.report import write_report
+
+    model, config = load_embedder(model_dir)
+    dataset = read_json(dataset_json, "dataset description")
+    rows = read_manifest(manifest)
+    test = [r for r in rows if r["split"] == "test"]
+    val = [r for r in rows if r["split"] == "val"]
+    if not test or not val:
+        raise ConfigError(f"{manifest}: needs novel classes in the val and test splits")
+    device = torch.device("cpu")
+    size = config["image_size"]
+    emb_test = embed(model, ImageSet(test, root, [], size, False), device)
+    emb_val = embed(model, ImageSet(val, root, [], size, False), device)
+    labels = [r["label"] for r in test]
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # nearest prototype over every novel test class
+    support = [i for i, r in enumerate(test) if r["subset"] == "support"]
+    query = [i for i, r in enumerate(test) if r["subset"] == "query"]
+    gallery = Gallery.from_embeddings(emb_test[support], [labels[i] for i in support])
+    top, _ = gallery.classify(emb_test[query], k=5)
+    truth = np.asarray([gallery.classes.index(labels[i]) for i in query])
+    top1 = float((top[:, 0] == truth).mean())
+    top5 = float((top == truth[:, None]).any(1).mean())
+
+    # open set: threshold calibrated on validation classes, AUROC and accuracy on test
+    val_known, val_unknown, _ = _open_set(emb_val, val, seed)
+    threshold = calibrate_threshold(val_known, val_unknown)
+    known, unknown, _ = _open_set(emb_test, test, seed)
+    open_set = {
+        "auroc": _auroc(known, unknown),
+        "threshold": threshold,
+        "known_accepted": float((known >= threshold).mean()) if len(known) else None,
+        "unknown_rejected": float((unknown < threshold).mean()) if len(unknown) else None,
+    }
+    metrics = {
+        "family": "fewshot",
+        "backbone": config["backbone"],
+        "loss": config["loss"],
+        "split": "test",
+        "dataset_version": dataset.get("version"),
+        "novel_classes": len(gallery.classes),
+        "n_queries": len(query),
+        "top1": top1,
+        "top5": top5,
+        "episodes_5way_1shot": episode_accuracy(emb_test, labels, 5, 1, episodes, seed),
+        "episodes_5way_5shot": episode_accuracy(emb_test, labels, 5, 5, episodes, seed),
+        "open_set": open_set,
+        "clustering": _clusters(emb_test, labels, out_dir),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    plot = _map_plot(emb_test, labels, out_dir / "embedding_map.png", seed, embedding_map)
+    lineage = json.loads((model_dir / "lineage.json").read_text()) if (model_dir / "lineage.json").is_file() else {}
+    one, five = metrics["episodes_5way_1shot"], metrics["episodes_5way_5shot"]
+    headline = {
+        "novel test classes": metrics["novel_classes"],
+        "top-1 (nearest prototype, all novel classes)": top1,
+        "top-5": top5,
+        "5-way 1-shot": f"{one['mean']:.4f} ± {one['ci95']:.4f} ({one['episodes']} episodes)"
+        if one["mean"] is not None
+        else "—",
+        "5-way 5-shot": f"{five['mean']:.4f} ± {five['ci95']:.4f} ({five['episodes']} episodes, {five['eligible_classes']} classes with ≥ 6 images)"
+        if five["mean"] is not None
+        else f"— (only {five['eligible_classes']} classes have ≥ 6 images)",
+        "open-set AUROC": open_set["auroc"],
+        "unknown threshold (cosine, from validation)": threshold,
+        **{
+            f"{k} NMI / ARI": f"{v['nmi']:.3f} / {v['ari']:.3f} ({v['clusters']} clusters)"
+            for k, v in metrics["clustering"].items()
+        },
+    }
+    write_report(
+        out_dir / "report.html",
+        title=f"Few-shot embedder ({config['backbone']}, {config['loss']} loss) — novel test classes",
+        headline=headline,
+        per_class={},
+        images=[plot],
+        lineage=lineage,
+    )
+    return metrics
+
+
+def build_gallery(model_dir: Path, manifest: Path, root: Path, out_dir: Path, threshold: float | None) -> Gallery:
+    """The serving gallery: every class of the manifest, from its base images or its novel
+    support images (test queries stay out, so they can test the server)."""
+    model, config = load_embedder(model_dir)
+    rows = [r for r in read_manifest(manifest) if r.get("subset") in ("train", "support")]
+    if not rows:
+        raise ConfigError(f"{manifest}: no images to build a gallery from")
+    emb = embed(model, ImageSet(rows, root, [], config["image_size"], False), torch.device("cpu"))
+    gallery = Gallery.from_embeddings(emb, [r["label"] for r in rows])
+    gallery.threshold = threshold
+    gallery.save(out_dir)
+    return gallery

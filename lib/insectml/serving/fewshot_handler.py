@@ -1,0 +1,67 @@
+"""Multi Model Server handler for few-shot identification.
+
+POST a JPEG/PNG body to ``/predictions/<name>``; the answer is
+``{"label", "score", "threshold", "top_k": [{"label", "score"}, …]}`` where ``label`` is
+``"unknown"`` when the best cosine similarity is below the gallery's threshold. The
+gallery (``gallery/`` in the archive) is what `insectml fewshot enrol` extends; a new
+archive with the new gallery is registered next to the old one, then the old one is
+unregistered, without restarting the server. A bad body gets HTTP 400 with
+``{"error": ...}``; with MMS batching the good images of a batch share one forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class FewshotService:
+    def __init__(self) -> None:
+        self.predictor = None
+        self.top_k = 5
+
+    def initialize(self, context) -> None:
+        import torch
+
+        from insectml.fewshot.predict import FewshotPredictor
+
+        torch.set_num_threads(1)
+        model_dir = Path(context.system_properties["model_dir"])
+        self.predictor = FewshotPredictor(model_dir)
+        serving = model_dir / "serving.json"
+        self.top_k = json.loads(serving.read_text()).get("top_k", 5) if serving.is_file() else 5
+        log.info(
+            "few-shot model loaded from %s (%d classes in the gallery)", model_dir, len(self.predictor.gallery.classes)
+        )
+
+    def handle(self, data: list[dict], context) -> list:
+        from insectml.data.images import open_image
+        from insectml.errors import UserError
+
+        out: list = [None] * len(data)
+        images, slots = [], []
+        for idx, request in enumerate(data):
+            body = request.get("body") if request.get("body") is not None else request.get("data")
+            try:
+                images.append(open_image(body))
+                slots.append(idx)
+            except UserError as exc:
+                context.set_response_status(400, str(exc), idx)
+                out[idx] = {"error": str(exc)}
+        for idx, answer in zip(slots, self.predictor.predict(images, self.top_k), strict=True):
+            out[idx] = answer
+        return out
+
+
+_service = FewshotService()
+
+
+def handle(data, context):
+    if _service.predictor is None:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

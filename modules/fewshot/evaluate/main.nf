@@ -1,0 +1,34 @@
+process FEWSHOT_EVALUATE {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(model), path(manifest), path(dataset)
+    path data, stageAs: 'data'
+
+    output:
+    tuple val(meta), path('evaluation/metrics.json'), emit: metrics
+    tuple val(meta), path('evaluation/gallery')     , emit: gallery
+    tuple val(meta), path('evaluation')             , emit: evaluation
+    path 'versions.yml'                             , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insectml fewshot evaluate \\
+        --model ${model} \\
+        --manifest ${manifest} \\
+        --dataset ${dataset} \\
+        --root ${data} \\
+        --seed ${meta.seed} \\
+        --out evaluation \\
+        ${args}
+    insectml versions --process ${task.process} > versions.yml
+    """
+
+    stub:
+    """
+    mkdir -p evaluation/gallery
+    touch evaluation/metrics.json evaluation/report.html evaluation/gallery/gallery.json versions.yml
+    """
+}

@@ -1,0 +1,32 @@
+process FEWSHOT_TRAIN {
+    tag "${meta.id}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(manifest), path(dataset)
+    path data, stageAs: 'data'
+
+    output:
+    tuple val(meta), path('model'), emit: model
+    path 'versions.yml'           , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insectml fewshot train \\
+        --manifest ${manifest} \\
+        --dataset ${dataset} \\
+        --root ${data} \\
+        --seed ${meta.seed} \\
+        --threads ${task.cpus} \\
+        --out model \\
+        ${args}
+    insectml versions --process ${task.process} > versions.yml
+    """
+
+    stub:
+    """
+    mkdir model
+    touch model/weights.pt model/config.json model/labels.json model/lineage.json versions.yml
+    """
+}

@@ -1,0 +1,28 @@
+process FEWSHOT_VALIDATE {
+    tag "${meta.id}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(data, stageAs: 'data')
+
+    output:
+    tuple val(meta), path('manifest.jsonl'), path('dataset.json'), emit: manifest
+    tuple val(meta), path('validation_report.json')              , emit: report
+    path 'versions.yml'                                           , emit: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insectml fewshot validate \\
+        --root ${data} \\
+        --seed ${meta.seed} \\
+        --out . \\
+        ${args}
+    insectml versions --process ${task.process} > versions.yml
+    """
+
+    stub:
+    """
+    touch manifest.jsonl dataset.json validation_report.json versions.yml
+    """
+}

@@ -1,0 +1,94 @@
+"""The few-shot family through the real Nextflow engine (-profile test), and its archive
+served by a real Multi Model Server: a class enrolled without retraining is recognised
+after the new archive is registered next to the old one."""
+
+import json
+import urllib.error
+
+import pytest
+from insectml.serving.mms import ServerConfig, predict, register, start, stop, unregister
+
+from .conftest import free_port, nextflow
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def fewshot_run(repo_root, tool_env, tmp_path_factory):
+    if not (repo_root / "data" / "fewshot" / "images").is_dir():
+        pytest.fail("data/fewshot is missing: run 'make data' (dvc pull) first")
+    cwd = tmp_path_factory.mktemp("nf-fewshot")
+    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--task", "fewshot", "--outdir", str(cwd / "results"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return cwd / "results" / "fewshot"
+
+
+def test_fewshot_pipeline_reports_the_metrics(fewshot_run):
+    metrics = json.loads((fewshot_run / "evaluation" / "metrics.json").read_text())
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 1
+    assert metrics["episodes_5way_1shot"]["episodes"] == 100 and metrics["episodes_5way_1shot"]["ci95"] >= 0
+    assert 0 <= metrics["open_set"]["auroc"] <= 1
+    assert {"nmi", "ari"} <= set(metrics["clustering"]["hdbscan"])
+    for name in ("report.html", "embedding_map.png", "clusters_agglomerative.csv", "gallery/gallery.json"):
+        assert (fewshot_run / "evaluation" / name).is_file(), name
+    assert (fewshot_run / "archive" / "fewshot.mar").is_file()
+    lineage = json.loads((fewshot_run / "model" / "lineage.json").read_text())
+    assert lineage["seed"] == 42 and lineage["params"]["loss"] == "proto"
+    dataset = json.loads((fewshot_run / "data" / "dataset.json").read_text())
+    assert (
+        dataset["classes_per_split"]["train"]
+        + dataset["classes_per_split"]["val"]
+        + dataset["classes_per_split"]["test"]
+        == len(dataset["classes"])
+        == 80
+    )
+
+
+def test_enrolled_class_is_recognised_by_the_served_model(fewshot_run, repo_root, run_cli, tmp_path):
+    from PIL import Image, ImageOps
+
+    # a "new species": colours no demo class has; 3 images to enrol, 2 held out
+    source = sorted((repo_root / "data/fewshot/images").iterdir())[5]
+    new = tmp_path / "new_morph"
+    new.mkdir()
+    images = []
+    for p in sorted(source.glob("*.png")):
+        ImageOps.invert(Image.open(p).convert("RGB")).save(new / p.name)
+        images.append(new / p.name)
+    enrol, held_out = images[:-2], images[-2:]
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "fewshot.mar").write_bytes((fewshot_run / "archive" / "fewshot.mar").read_bytes())
+    cfg = ServerConfig(
+        model_store=store,
+        models={"fewshot": "fewshot.mar"},
+        state_dir=tmp_path / "mms",
+        port=free_port(),
+        management_port=free_port(),
+    )
+    start(cfg, probe=("fewshot", held_out[0].read_bytes()), timeout=300)
+    try:
+        before = predict(cfg.inference_url, "fewshot", held_out[0].read_bytes(), content_type="image/png")
+        assert before["label"] != "new_morph" and len(before["top_k"]) == 5
+        with pytest.raises(urllib.error.HTTPError) as info:
+            predict(cfg.inference_url, "fewshot", b"not an image", content_type="image/png")
+        assert info.value.code == 400
+
+        model = fewshot_run / "model"
+        done = run_cli(
+            "fewshot", "enrol", "--model", model, "--gallery", fewshot_run / "evaluation" / "gallery",
+            "--name", "new_morph", "--out", tmp_path / "gallery_v2", *enrol,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        done = run_cli(
+            "fewshot", "package", "--model", model, "--gallery", tmp_path / "gallery_v2",
+            "--name", "fewshot_v2", "--out", store,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        register(cfg.management_url, "fewshot_v2.mar", "fewshot_v2")
+        unregister(cfg.management_url, "fewshot")
+        for image in held_out:
+            answer = predict(cfg.inference_url, "fewshot_v2", image.read_bytes(), content_type="image/png")
+            assert answer["top_k"][0]["label"] == "new_morph", answer
+    finally:
+        stop(cfg.state_dir)
