@@ -187,3 +187,23 @@ def test_handler_answers_unknown_topk_and_400(tmp_path, monkeypatch):
     assert context.statuses == {1: 400} and "not a readable image" in out[1]["error"]
     assert out[0]["label"] in ("a", "b", "c", UNKNOWN) and len(out[0]["top_k"]) == 3
     assert out[0]["threshold"] == 0.99
+
+
+@needs_pictures
+def test_csv_manifest_input_and_its_errors(tiny_fewshot, tmp_path):
+    import csv
+
+    images = sorted((tiny_fewshot / "images").rglob("*.png"))
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows([str(p.relative_to(tiny_fewshot)), p.parent.name] for p in images)
+    dataset = validate_fewshot(FewshotValidateConfig(root=tiny_fewshot, out_dir=tmp_path / "ok", labels=labels))
+    assert dataset["n_images"] == len(images) and len(dataset["classes"]) == 24
+    broken = tmp_path / "broken.csv"
+    broken.write_text("path,label\nimages/nope.png,x\nimages/a.png,\n")
+    with pytest.raises(ValidationFailed) as info:
+        validate_fewshot(FewshotValidateConfig(root=tiny_fewshot, out_dir=tmp_path / "bad", labels=broken))
+    text = "\n".join(info.value.problems)
+    assert "images/nope.png: file not found" in text and "broken.csv:3: empty label" in text
