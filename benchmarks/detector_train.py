@@ -2,7 +2,7 @@
 """Detector training throughput: insectml's shared loop vs a bare torchvision-reference loop.
 
 Same model (same seed), same images, same batch size, same optimiser and threads, in one
-run; the two are interleaved (bare, ours, bare, ours, …) and each side's best run counts.
+run; the two are interleaved, alternating which goes first and each side's best run counts.
 Ours is the whole `insectml.training.loop.fit` (progress bar, schedule, history,
 checkpoint every epoch) with validation stubbed out: the bare loop has none, and the
 cost of validating is a separate question. Prints images/second and ours ÷ bare.
@@ -92,8 +92,9 @@ def main() -> int:
 
         times = {"bare": [], "ours": []}
         for run in range(args.repeats):
-            times["bare"].append(bare(run))
-            times["ours"].append(ours(run))
+            # alternate which side goes first, so warm-up and drift do not favour one
+            for side in ("bare", "ours") if run % 2 == 0 else ("ours", "bare"):
+                times[side].append(bare(run) if side == "bare" else ours(run))
             print(f"run {run + 1}: bare {times['bare'][-1]:.1f} s, ours {times['ours'][-1]:.1f} s", file=sys.stderr)
     rate = {k: n * args.epochs / min(v) for k, v in times.items()}
     print(f"{args.model}, {n} images × {args.epochs} epochs, batch {args.batch_size}, {args.threads} thread(s)")
