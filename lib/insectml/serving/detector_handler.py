@@ -37,21 +37,9 @@ class DetectorService:
 
     def handle(self, data: list[dict], context) -> list:
         from insectml.detector.predict import decode_image
-        from insectml.errors import UserError
+        from insectml.serving.batch import answer_batch
 
-        out: list = [None] * len(data)
-        images, slots = [], []
-        for idx, request in enumerate(data):
-            body = request.get("body") if request.get("body") is not None else request.get("data")
-            try:
-                images.append(decode_image(body))
-                slots.append(idx)
-            except UserError as exc:
-                context.set_response_status(400, str(exc), idx)
-                out[idx] = {"error": str(exc)}
-        for idx, answer in zip(slots, self.predictor.predict(images), strict=True):
-            out[idx] = answer
-        return out
+        return answer_batch(data, context, decode_image, self.predictor.predict)
 
 
 _service = DetectorService()

@@ -39,21 +39,9 @@ class FewshotService:
 
     def handle(self, data: list[dict], context) -> list:
         from insectml.data.images import open_image
-        from insectml.errors import UserError
+        from insectml.serving.batch import answer_batch
 
-        out: list = [None] * len(data)
-        images, slots = [], []
-        for idx, request in enumerate(data):
-            body = request.get("body") if request.get("body") is not None else request.get("data")
-            try:
-                images.append(open_image(body))
-                slots.append(idx)
-            except UserError as exc:
-                context.set_response_status(400, str(exc), idx)
-                out[idx] = {"error": str(exc)}
-        for idx, answer in zip(slots, self.predictor.predict(images, self.top_k), strict=True):
-            out[idx] = answer
-        return out
+        return answer_batch(data, context, open_image, lambda images: self.predictor.predict(images, self.top_k))
 
 
 _service = FewshotService()
