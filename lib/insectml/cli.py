@@ -91,5 +91,12 @@ def existing_dir(value: str) -> Path:
     return path
 
 
+def add_manifest_args(parser: argparse.ArgumentParser) -> None:
+    """--manifest, --dataset, --root: the output of a family's 'validate' step."""
+    parser.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
+    parser.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
+    parser.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+
+
 if __name__ == "__main__":
     sys.exit(main())

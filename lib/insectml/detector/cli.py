@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import existing_dir
+from insectml.cli import add_manifest_args, existing_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,9 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Writes weights.pt, config.json, labels.json, lineage.json, train_metrics.json, history.jsonl, "
         "checkpoints/last.pt.",
     )
-    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
-    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    add_manifest_args(p)
     p.add_argument(
         "--model",
         default="ssdlite320_mobilenet_v3_large",
@@ -82,9 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score a detector on one split: metrics.json, confusion_matrix.png, predictions.png.",
     )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
-    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
-    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    add_manifest_args(p)
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default: test)")
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default: evaluation)")
     p.set_defaults(func=_evaluate)
@@ -98,9 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "merged_dataset.json, pseudo_report.json and a Supervisely project pseudo_sly/ for review.",
     )
     p.add_argument("--model", type=existing_dir, required=True, help="detector model folder from 'train'")
-    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
-    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    add_manifest_args(p)
     p.add_argument("--threshold", type=float, default=0.5, help="lowest score kept (default: 0.5)")
     p.add_argument(
         "--keep",

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import existing_dir
+from insectml.cli import add_manifest_args, existing_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,9 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "L2-normalised output, trained with the shared loop on class-balanced batches. Early stopping on "
         "5-way 1-shot episode accuracy over the novel validation classes.",
     )
-    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
-    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    add_manifest_args(p)
     p.add_argument("--backbone", default="resnet10t", help="timm model name (default: resnet10t)")
     p.add_argument("--weights", type=Path, help="local state dict (backbone or whole embedder); nothing is downloaded")
     p.add_argument("--dim", type=int, default=128, help="embedding size (default: 128)")
@@ -74,9 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(every class; open-set threshold calibrated on the validation classes) into OUT/gallery.",
     )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
-    p.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl from 'validate'")
-    p.add_argument("--dataset", type=Path, required=True, help="dataset.json from 'validate'")
-    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    add_manifest_args(p)
     p.add_argument("--episodes", type=int, default=600, help="episodes per N-way K-shot setting (default: 600)")
     p.add_argument("--map", choices=["tsne", "umap"], default="tsne", help="2-D embedding map method (default: tsne)")
     p.add_argument("--seed", type=int, default=42, help="episode and open-set seed (default: 42)")
