@@ -98,5 +98,18 @@ def add_manifest_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
 
 
+def add_resume_args(parser) -> None:
+    """--resume and --checkpoint-dir: how a training step continues after an interruption."""
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt if it exists")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep the per-epoch checkpoint in DIR/<settings key>/ instead of OUT/checkpoints and "
+        "continue from it when the same settings and data are trained again (a retried cluster job); "
+        "removed when training finishes",
+    )
+
+
 if __name__ == "__main__":
     sys.exit(main())

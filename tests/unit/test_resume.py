@@ -1,5 +1,6 @@
 """Training killed after an epoch resumes from its checkpoint and ends where an
-uninterrupted run ends."""
+uninterrupted run ends: in its own folder (--resume) and, like a retried cluster job,
+in a new folder with the checkpoint kept elsewhere (--checkpoint-dir)."""
 
 import signal
 import subprocess
@@ -50,21 +51,19 @@ def train_args(repo_root, features, out, *extra):
     ]
 
 
-def test_killed_then_resumed_equals_uninterrupted(repo_root, tool_env, features, tmp_path):
-    straight = subprocess.run(
-        train_args(repo_root, features, tmp_path / "straight"),
-        env=tool_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+@pytest.fixture(scope="module")
+def straight(repo_root, tool_env, features, tmp_path_factory):
+    """Weights of a run that never stopped."""
+    out = tmp_path_factory.mktemp("straight")
+    done = subprocess.run(
+        train_args(repo_root, features, out), env=tool_env, capture_output=True, text=True, timeout=600
     )
-    assert straight.returncode == 0, straight.stderr
+    assert done.returncode == 0, done.stderr
+    return torch.load(out / "weights.pt", weights_only=True)
 
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(
-        train_args(repo_root, features, out), env=tool_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    history = out / "history.jsonl"
+
+def kill_after_first_epoch(args, tool_env, history):
+    proc = subprocess.Popen(args, env=tool_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (history.is_file() and history.read_text().count("\n") >= 1):
         assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
@@ -73,12 +72,53 @@ def test_killed_then_resumed_equals_uninterrupted(repo_root, tool_env, features,
     proc.wait()
     assert history.read_text().count("\n") < 4
 
+
+def same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_then_resumed_equals_uninterrupted(repo_root, tool_env, features, straight, tmp_path):
+    out = tmp_path / "killed"
+    history = out / "history.jsonl"
+    kill_after_first_epoch(train_args(repo_root, features, out), tool_env, history)
+
     resumed = subprocess.run(
         train_args(repo_root, features, out, "--resume"), env=tool_env, capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from checkpoint at epoch" in resumed.stderr
-    a = torch.load(tmp_path / "straight" / "weights.pt", weights_only=True)
-    b = torch.load(out / "weights.pt", weights_only=True)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert same_weights(straight, torch.load(out / "weights.pt", weights_only=True))
     assert history.read_text().count("\n") == 4
+
+
+def test_retry_in_a_new_folder_resumes_from_the_checkpoint_dir(repo_root, tool_env, features, straight, tmp_path):
+    ckpt = tmp_path / "checkpoints"
+    first = tmp_path / "attempt1"
+    kill_after_first_epoch(
+        train_args(repo_root, features, first, "--checkpoint-dir", ckpt), tool_env, first / "history.jsonl"
+    )
+    assert len(list(ckpt.glob("*/last.pt"))) == 1
+
+    changed = subprocess.run(
+        train_args(repo_root, features, tmp_path / "other", "--checkpoint-dir", ckpt, "--epochs", "1"),
+        env=tool_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "starting at epoch 1" in changed.stderr  # other settings: not this checkpoint
+
+    second = tmp_path / "attempt2"
+    resumed = subprocess.run(
+        train_args(repo_root, features, second, "--checkpoint-dir", ckpt),
+        env=tool_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from checkpoint at epoch" in resumed.stderr
+    assert same_weights(straight, torch.load(second / "weights.pt", weights_only=True))
+    assert (second / "history.jsonl").read_text().count("\n") == 4
+    assert not list(ckpt.iterdir())  # finished: nothing left to resume

@@ -16,7 +16,7 @@ from insectml.detector.data import DetectionSet, collate
 from insectml.detector.metrics import mean_average_precision, predict
 from insectml.detector.models import create_detector
 from insectml.errors import ConfigError
-from insectml.training.loop import LoopConfig, fit
+from insectml.training.loop import LoopConfig, config_fingerprint, fit
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class DetectorTrainConfig:
     threads: int = 1
     resume: bool = False
     device: str = "auto"
+    checkpoint_dir: Path | None = None
 
 
 def train_detector(cfg: DetectorTrainConfig) -> dict:
@@ -81,6 +82,8 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         threads=cfg.threads,
         resume=cfg.resume,
         device=cfg.device,
+        checkpoint_dir=cfg.checkpoint_dir,
+        fingerprint=config_fingerprint(cfg, "manifest", "dataset", "root"),
     )
     tic = time.perf_counter()
     summary = fit(model, train_set, step, validate, loop, collate=collate)
@@ -107,7 +110,11 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
             "model": cfg.model,
             "image_size": cfg.image_size,
             "weights": str(cfg.weights) if cfg.weights else None,
-            "loop": {k: v for k, v in vars(loop).items() if k not in ("out_dir", "resume", "device")},
+            "loop": {
+                k: v
+                for k, v in vars(loop).items()
+                if k not in ("out_dir", "resume", "device", "checkpoint_dir", "fingerprint")
+            },
             "split": dataset.get("split", {}),
         },
         seed=cfg.seed,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import add_manifest_args, existing_dir
+from insectml.cli import add_manifest_args, add_resume_args, existing_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-episodes", type=int, default=300, help="validation episodes per epoch (default: 300)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    add_resume_args(p)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
     p.set_defaults(func=_train)
@@ -157,6 +157,7 @@ def _train(args: argparse.Namespace) -> int:
             seed=args.seed,
             threads=args.threads,
             resume=args.resume,
+            checkpoint_dir=args.checkpoint_dir,
             device=args.device,
         )
     )

@@ -17,7 +17,7 @@ from insectml.fewshot.data import BalancedBatches, ImageSet
 from insectml.fewshot.embed import embed, episode_accuracy
 from insectml.fewshot.losses import MetricLoss, Trainable
 from insectml.fewshot.model import create_embedder
-from insectml.training.loop import LoopConfig, fit
+from insectml.training.loop import LoopConfig, config_fingerprint, fit
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class FewshotTrainConfig:
     threads: int = 1
     resume: bool = False
     device: str = "auto"
+    checkpoint_dir: Path | None = None
 
 
 def train_fewshot(cfg: FewshotTrainConfig) -> dict:
@@ -90,6 +91,8 @@ def train_fewshot(cfg: FewshotTrainConfig) -> dict:
         threads=cfg.threads,
         resume=cfg.resume,
         device=cfg.device,
+        checkpoint_dir=cfg.checkpoint_dir,
+        fingerprint=config_fingerprint(cfg, "manifest", "dataset", "root"),
     )
     tic = time.perf_counter()
     summary = fit(model, train_set, step, validate, loop, batch_sampler=batches)
@@ -118,7 +121,11 @@ def train_fewshot(cfg: FewshotTrainConfig) -> dict:
             "shots": cfg.shots,
             "classes_per_batch": cfg.classes_per_batch,
             "per_class": cfg.per_class,
-            "loop": {k: v for k, v in vars(loop).items() if k not in ("out_dir", "resume", "device")},
+            "loop": {
+                k: v
+                for k, v in vars(loop).items()
+                if k not in ("out_dir", "resume", "device", "checkpoint_dir", "fingerprint")
+            },
             "split": dataset.get("split", {}),
         },
         seed=cfg.seed,

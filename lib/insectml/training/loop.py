@@ -9,15 +9,24 @@ Determinism: every random draw comes from torch's global generator (restored on
 resume) or from a per-epoch data-order generator seeded from ``seed`` and the epoch, so a
 run killed after epoch k and resumed ends with the same weights as one that never
 stopped (on CPU, same thread count).
+
+Retries on a cluster: with ``checkpoint_dir`` set (shared storage, outside the task's
+work folder) the checkpoint lives in ``checkpoint_dir/<key>/`` where the key hashes the
+loop settings and the family's ``fingerprint`` (model options, input data). A task that
+was cancelled, pre-empted or timed out and is started again with the same settings and
+data continues from its last epoch; anything else starts fresh. The folder is removed
+when training finishes, so it only ever holds unfinished work.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -43,6 +52,46 @@ class LoopConfig:
     threads: int = 1
     resume: bool = False
     device: str = "auto"
+    checkpoint_dir: Path | None = None
+    fingerprint: str = ""
+
+
+# Settings that do not change what training computes: they stay out of the checkpoint key.
+_NOT_IN_KEY = ("out_dir", "threads", "resume", "device", "checkpoint_dir")
+
+
+def config_fingerprint(config, *input_fields: str) -> str:
+    """``fingerprint`` of a family's config dataclass: its ``input_fields`` (paths) by
+    content, every other field by value, minus the fields that do not change the result."""
+    skip = (*_NOT_IN_KEY, *input_fields)
+    settings = {k: v for k, v in asdict(config).items() if k not in skip}
+    return fingerprint(settings, *(getattr(config, f) for f in input_fields))
+
+
+def fingerprint(settings: dict, *inputs: Path) -> str:
+    """A digest of a family's training settings and its inputs, for ``LoopConfig.fingerprint``.
+
+    Files are hashed by content; folders (image roots, feature folders) by the relative
+    path, size and modification time of every file in them, so a large image tree is
+    listed, not read.
+    """
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in inputs:
+        path = Path(path)
+        if path.is_dir():
+            for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                st = f.stat()
+                h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        elif path.is_file():
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_key(cfg: LoopConfig) -> str:
+    values = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def seed_everything(seed: int) -> None:
@@ -86,7 +135,8 @@ def fit(
     """Train ``model`` in place (it ends holding the best weights); returns a summary.
 
     Writes into ``cfg.out_dir``: ``history.jsonl`` (one row per epoch),
-    ``checkpoints/last.pt`` (everything needed to resume) and ``weights.pt`` (best).
+    ``checkpoints/last.pt`` (everything needed to resume; in ``cfg.checkpoint_dir/<key>/``
+    when that is set) and ``weights.pt`` (best).
     ``batch_sampler(generator)``: batches of indices instead of shuffled ``batch_size``
     chunks (class-balanced batches, episodes), drawn from the epoch's generator.
     """
@@ -100,7 +150,10 @@ def fit(
     if use_amp:
         model.to(memory_format=torch.channels_last)
     out = cfg.out_dir
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    external = cfg.checkpoint_dir is not None
+    ckdir = Path(cfg.checkpoint_dir) / checkpoint_key(cfg) if external else out / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
     if batch_sampler is not None:
         steps_per_epoch = len(batch_sampler(torch.Generator()))
     else:
@@ -110,9 +163,10 @@ def fit(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_epoch, best, best_epoch, bad_epochs = 1, -math.inf, 0, 0
-    last = out / "checkpoints" / "last.pt"
+    last = ckdir / "last.pt"
     history_path = out / "history.jsonl"
-    if cfg.resume and last.is_file():
+    history: list[dict] = []
+    if (cfg.resume or external) and last.is_file():
         state = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -127,11 +181,16 @@ def fit(
             state["best_epoch"],
             state["bad_epochs"],
         )
-        rows = history_path.read_text().splitlines()[: state["epoch"]] if history_path.is_file() else []
-        history_path.write_text("".join(r + "\n" for r in rows))
-        log.info("resumed from checkpoint at epoch %d (best %s %.4f)", state["epoch"], cfg.monitor, best)
-    elif history_path.is_file():
-        history_path.unlink()
+        history = state.get("history", [])[: state["epoch"]]
+        history_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        if external and (ckdir / "best.pt").is_file():
+            shutil.copyfile(ckdir / "best.pt", out / "weights.pt")
+        log.info("resumed from checkpoint at epoch %d (%s; best %s %.4f)", state["epoch"], last, cfg.monitor, best)
+    else:
+        if history_path.is_file():
+            history_path.unlink()
+        if external:
+            log.info("no checkpoint for these settings in %s: starting at epoch 1", ckdir)
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -167,6 +226,8 @@ def fit(
         if improved:
             best, best_epoch, bad_epochs = score, epoch, 0
             torch.save(model.state_dict(), out / "weights.pt")
+            if external:
+                shutil.copyfile(out / "weights.pt", ckdir / "best.pt")
         else:
             bad_epochs += 1
         row = {
@@ -176,16 +237,8 @@ def fit(
             "seconds": round(time.perf_counter() - tic, 3),
             **{f"val_{k}": v for k, v in metrics.items()},
         }
-        with history_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        log.info(
-            "epoch %d: loss %.4f, val %s %.4f%s",
-            epoch,
-            row["train_loss"],
-            cfg.monitor,
-            score,
-            " (best)" if improved else "",
-        )
+        history.append(row)
+        # checkpoint first: a history row on disk means its epoch can be resumed
         _save_atomic(
             {
                 "model": model.state_dict(),
@@ -199,11 +252,24 @@ def fit(
                 "best": best,
                 "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs,
+                "history": history,
                 "config": _jsonable(asdict(cfg)),
             },
             last,
         )
+        with history_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log.info(
+            "epoch %d: loss %.4f, val %s %.4f%s",
+            epoch,
+            row["train_loss"],
+            cfg.monitor,
+            score,
+            " (best)" if improved else "",
+        )
     model.load_state_dict(torch.load(out / "weights.pt", map_location=device, weights_only=True))
+    if external:
+        shutil.rmtree(ckdir, ignore_errors=True)
     return {"best_epoch": best_epoch, f"best_val_{cfg.monitor}": best, "stopped_early": stopped_early}
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import existing_dir, existing_file
+from insectml.cli import add_resume_args, existing_dir, existing_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--weights", type=Path, help="local state dict to start from (no downloads; default: random init)")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="turn off spectrogram augmentation")
-    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt if it exists")
+    add_resume_args(g)
     g.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.set_defaults(func=_train)
 
@@ -251,6 +251,7 @@ def _train(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 threads=args.threads,
                 resume=args.resume,
+                checkpoint_dir=args.checkpoint_dir,
                 device=args.device,
                 augment=args.augment,
             )

@@ -14,7 +14,7 @@ import torch
 from insectml import lineage
 from insectml.errors import ConfigError
 from insectml.metrics import classification_metrics
-from insectml.training.loop import LoopConfig, fit
+from insectml.training.loop import LoopConfig, config_fingerprint, fit
 from insectml.wingbeat.features import load_features
 from insectml.wingbeat.nets import count_parameters, create_net
 
@@ -38,6 +38,7 @@ class NetConfig:
     threads: int = 1
     resume: bool = False
     device: str = "auto"
+    checkpoint_dir: Path | None = None
     augment: bool = True
 
 
@@ -142,6 +143,8 @@ def train_net(cfg: NetConfig) -> dict:
         threads=cfg.threads,
         resume=cfg.resume,
         device=cfg.device,
+        checkpoint_dir=cfg.checkpoint_dir,
+        fingerprint=config_fingerprint(cfg, "features"),
     )
     tic = time.perf_counter()
     summary = fit(model, train_set, step, validate, loop)
@@ -170,7 +173,11 @@ def train_net(cfg: NetConfig) -> dict:
             "model": cfg.model,
             "options": options,
             "weights": str(cfg.weights) if cfg.weights else None,
-            "loop": {k: v for k, v in vars(loop).items() if k not in ("out_dir", "resume", "device")},
+            "loop": {
+                k: v
+                for k, v in vars(loop).items()
+                if k not in ("out_dir", "resume", "device", "checkpoint_dir", "fingerprint")
+            },
             "augment": cfg.augment,
             "frontend": feats["frontend"].to_dict(),
             "split": dataset.get("split", {}),
