@@ -1,6 +1,7 @@
 process FEWSHOT_TRAIN {
     tag "${meta.id}"
     label 'process_medium'
+    label 'process_gpu'
 
     input:
     tuple val(meta), path(manifest), path(dataset)
@@ -12,6 +13,7 @@ process FEWSHOT_TRAIN {
 
     script:
     def args = task.ext.args ?: ''
+    def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
     """
     insectml fewshot train \\
         --manifest ${manifest} \\
@@ -20,6 +22,7 @@ process FEWSHOT_TRAIN {
         --seed ${meta.seed} \\
         --threads ${task.cpus} \\
         --out model \\
+        ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """

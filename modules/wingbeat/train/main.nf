@@ -1,6 +1,7 @@
 process WINGBEAT_TRAIN {
     tag "${meta.id}:${meta.model}"
     label 'process_medium'
+    label 'process_gpu'
 
     input:
     tuple val(meta), path(features)
@@ -11,6 +12,7 @@ process WINGBEAT_TRAIN {
 
     script:
     def args = task.ext.args ?: ''
+    def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
     """
     insectml wingbeat train \\
         --features ${features} \\
@@ -18,6 +20,7 @@ process WINGBEAT_TRAIN {
         --seed ${meta.seed} \\
         --threads ${task.cpus} \\
         --out model \\
+        ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """
