@@ -36,13 +36,27 @@ workflow {
     def tasks = params.task.tokenize(',')*.trim()
     def ch_versions = Channel.empty()
 
+    // --sweep: the configurations, checked in Python like the params.
+    def sweep = [:]
+    if (params.sweep) {
+        def (scode, sout, serr) = insectml([ 'sweep', 'plan', '--sweep', params.sweep, '--schema', schema, '--params', groovy.json.JsonOutput.toJson(params) ])
+        if (scode != 0) {
+            exit 2, serr.trim()
+        }
+        sweep = new groovy.json.JsonSlurper().parseText(sout)
+        if (!(sweep.task in tasks)) {
+            exit 2, "insectml: error: --sweep: ${params.sweep} sweeps ${sweep.task}, which --task ${params.task} does not run"
+        }
+        log.info "insectml: sweep ${params.sweep}: ${sweep.configs.size()} ${sweep.task} configurations"
+    }
+
     if ('wingbeat' in tasks) {
         // The folders layout (<species>/<...>/<file>.wav) has no labels CSV.
         def labels = params.wingbeat_layout == 'folders' ? []
             : file(params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv", checkIfExists: true)
         def meta = [ id: 'wingbeat', family: 'wingbeat', seed: params.seed ]
         ch_input = Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true) ])
-        WINGBEAT ( ch_input, params.wingbeat_models.tokenize(',')*.trim() )
+        WINGBEAT ( ch_input, params.wingbeat_models.tokenize(',')*.trim(), sweep.task == 'wingbeat' ? sweep : [:] )
         ch_versions = ch_versions.mix(WINGBEAT.out.versions)
     }
 

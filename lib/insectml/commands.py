@@ -44,6 +44,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--schema", type=existing_file, required=True, help="nextflow_schema.json")
     p.set_defaults(func=_params_help)
 
+    sweep = sub.add_parser("sweep", help="hyperparameter sweeps (--sweep conf/sweeps/<name>.yaml)")
+    sweep_sub = sweep.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
+    p = sweep_sub.add_parser(
+        "plan",
+        help="check a sweep file and print its configurations as JSON",
+        description="Expand a sweep file (grid or seeded random) into configurations; each is "
+        "validated as a full set of pipeline params against the schema. One line and exit 2 on a problem.",
+    )
+    p.add_argument("--sweep", type=Path, required=True, help="the sweep file (YAML)")
+    p.add_argument("--schema", type=existing_file, required=True, help="nextflow_schema.json")
+    p.add_argument("--params", required=True, help="the run's params as JSON text")
+    p.set_defaults(func=_sweep_plan)
+    p = sweep_sub.add_parser(
+        "select",
+        help="table the trained configurations and pick the best by validation metric",
+    )
+    p.add_argument("--task", required=True, help="the swept family (wingbeat, fewshot)")
+    p.add_argument("--plan", type=existing_file, required=True, help="the JSON printed by 'sweep plan'")
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="trained model folders")
+    p.add_argument("--ids", nargs="+", required=True, help="the configuration id of each model folder, in order")
+    p.add_argument("--out", type=Path, default=Path("sweep"), help="output folder (default: sweep)")
+    p.set_defaults(func=_sweep_select)
+
     p = sub.add_parser("versions", help="versions.yml for a pipeline task (nf-core convention)")
     p.add_argument("--process", required=True, help="the Nextflow process name")
     p.set_defaults(func=_versions)
@@ -78,6 +101,26 @@ def _demo(args: argparse.Namespace) -> int:
 
         write_fewshot_demo(args.out / "fewshot", seed=args.seed)
     print(args.out)
+    return 0
+
+
+def _sweep_plan(args: argparse.Namespace) -> int:
+    from insectml.errors import UserError
+    from insectml.sweep import plan
+
+    try:
+        params = json.loads(args.params)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--params is not JSON ({exc.msg})") from None
+    print(json.dumps(plan(args.sweep, args.schema, params)))
+    return 0
+
+
+def _sweep_select(args: argparse.Namespace) -> int:
+    from insectml.sweep import select
+
+    configs = json.loads(args.plan.read_text())["configs"]
+    print(select(args.task, args.models, args.ids, configs, args.out))
     return 0
 
 

@@ -62,8 +62,11 @@ def write_report(
     return path
 
 
-def write_comparison_report(path: Path, *, rows: list[dict], columns: list[str], best: str, images: list[Path]) -> Path:
-    """One table row per model (best first), per-class recall, and the side-by-side plots."""
+def write_comparison_report(
+    path: Path, *, rows: list[dict], columns: list[str], best: str, images: list[Path], extra: str = ""
+) -> Path:
+    """One table row per model (best first), per-class recall, the side-by-side plots, and
+    ``extra`` (an HTML fragment such as a sweep table) before the plots."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     classes = list(rows[0]["per_class_recall"]) if rows else []
@@ -85,7 +88,7 @@ def write_comparison_report(path: Path, *, rows: list[dict], columns: list[str],
         f"<p>Best by validation macro-F1: <b>{html.escape(best)}</b> (this one is packaged). "
         "Test metrics are reported for every model but never used to choose.</p>"
         f"<table><tr>{head}</tr>{body}</table><h2>Per-class recall (test)</h2><table>{recall}</table>"
-        f"{figures}</body></html>\n",
+        f"{extra}{figures}</body></html>\n",
         encoding="utf-8",
     )
     return path

@@ -139,6 +139,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=existing_dir, nargs="+", required=True, help="model folders from 'train'")
     p.add_argument("--evaluations", type=existing_dir, nargs="+", required=True, help="folders from 'evaluate'")
     p.add_argument("--out", type=Path, default=Path("comparison"), help="output folder (default: comparison)")
+    p.add_argument(
+        "--sweep",
+        type=existing_file,
+        help="sweep.json of a sweep (from 'insectml sweep select'): its table goes into the report",
+    )
     p.set_defaults(func=_compare)
 
     p = steps.add_parser(
@@ -263,7 +268,7 @@ def _train(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from insectml.wingbeat.compare import compare
 
-    print(compare(args.models, args.evaluations, args.out))
+    print(compare(args.models, args.evaluations, args.out, sweep=args.sweep))
     return 0
 
 

@@ -28,8 +28,9 @@ def _load(path: Path, what: str) -> dict:
     return json.loads(path.read_text())
 
 
-def compare(model_dirs: list[Path], evaluation_dirs: list[Path], out: Path) -> str:
-    """Write comparison.csv/.json, plots and report.html into ``out``; return the best model's name."""
+def compare(model_dirs: list[Path], evaluation_dirs: list[Path], out: Path, sweep: Path | None = None) -> str:
+    """Write comparison.csv/.json, plots and report.html into ``out``; return the best model's name.
+    ``sweep``: a sweep's sweep.json, whose table (and plot) the report shows."""
     evaluations = {}
     for d in evaluation_dirs:
         metrics = _load(d / "metrics.json", "evaluation metrics")
@@ -68,7 +69,14 @@ def compare(model_dirs: list[Path], evaluation_dirs: list[Path], out: Path) -> s
     images = [_plot_confusions(rows, evaluations, out / "confusion_matrices.png")]
     if curves:
         images.append(_plot_curves(curves, out / "training_curves.png"))
-    write_comparison_report(out / "report.html", rows=rows, columns=COLUMNS, best=best, images=images)
+    extra = ""
+    if sweep is not None:
+        from insectml.sweep import table_html
+
+        extra = table_html(json.loads(sweep.read_text()))
+        if (sweep.parent / "sweep.png").is_file():
+            images.append(sweep.parent / "sweep.png")
+    write_comparison_report(out / "report.html", rows=rows, columns=COLUMNS, best=best, images=images, extra=extra)
     return best
 
 

@@ -4,6 +4,7 @@ process WINGBEAT_COMPARE {
 
     input:
     tuple val(meta), path(models, stageAs: 'model_?'), path(evaluations, stageAs: 'evaluation_?')
+    path sweep      // a sweep's table (SWEEP_SELECT), or [] without a sweep
 
     output:
     tuple val(meta), path('comparison/best.txt'), emit: best
@@ -12,11 +13,13 @@ process WINGBEAT_COMPARE {
 
     script:
     def args = task.ext.args ?: ''
+    def sweep_table = sweep ? "--sweep ${sweep}/sweep.json" : ''
     """
     insectml wingbeat compare \\
         --models ${models} \\
         --evaluations ${evaluations} \\
         --out comparison \\
+        ${sweep_table} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """

@@ -1,5 +1,5 @@
 process WINGBEAT_TRAIN {
-    tag "${meta.id}:${meta.model}"
+    tag "${meta.id}:${meta.model}${meta.config ? ':' + meta.config : ''}"
     label 'process_medium'
     label 'process_gpu'
 

@@ -1,0 +1,262 @@
+"""Hyperparameter sweeps: expand a sweep file into configurations, then pick the best.
+
+A sweep file (``conf/sweeps/*.yaml``) names a family, the pipeline params to vary and
+how::
+
+    task: wingbeat            # the family whose training step fans out
+    model: cnn                # wingbeat only: which of its models is swept
+    method: grid              # grid: every combination; random: `samples` draws
+    samples: 4                # random only
+    seed: 7                   # random only: same seed, same configurations
+    params:
+      wingbeat_lr: [0.001, 0.003]                    # a list: these values
+      wingbeat_batch_size: [16, 32]
+      # random only: {min: 0.0005, max: 0.01, log: true} draws from a range
+
+``plan`` checks it against the pipeline's schema (every configuration is a valid set of
+params) and returns the configurations; the workflow trains one task per configuration,
+and ``select`` reads the trained models' validation metric, writes the sweep table and
+names the best. Only the best is evaluated on the test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import itertools
+import json
+import math
+import random
+from pathlib import Path
+
+from insectml.errors import ConfigError, InputFileError
+
+# The params each family's training step reads: only these can be swept (a param of an
+# earlier step would change data every configuration shares).
+SWEEPABLE = {
+    "wingbeat": [
+        "seed",
+        "wingbeat_epochs",
+        "wingbeat_batch_size",
+        "wingbeat_lr",
+        "wingbeat_patience",
+        "wingbeat_backbone",
+        "wingbeat_feature_model",
+        "wingbeat_model_params",
+    ],
+    "fewshot": [
+        "seed",
+        "fewshot_backbone",
+        "fewshot_dim",
+        "fewshot_image_size",
+        "fewshot_loss",
+        "fewshot_miner",
+        "fewshot_epochs",
+        "fewshot_classes_per_batch",
+        "fewshot_per_class",
+        "fewshot_lr",
+        "fewshot_patience",
+    ],
+}
+
+# Where each family's model folder keeps the validation metric the sweep maximises.
+METRICS = {
+    "wingbeat": ("val", "macro_f1"),
+    "fewshot": ("best_val_episode_acc",),
+}
+WINGBEAT_MODELS = ("features", "cnn", "gru", "transformer")
+
+
+def load_sweep(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise InputFileError(path, "sweep file not found")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise InputFileError(path, f"not valid YAML{line}") from None
+    if not isinstance(spec, dict):
+        raise InputFileError(path, "must be a mapping with task, method and params")
+    return spec
+
+
+def plan(path: Path, schema: Path, params: dict) -> dict:
+    """The sweep's configurations: ``{"task", "model", "metric", "configs": [{"id", "params"}]}``.
+
+    Raises a one-line :class:`InputFileError` naming the file and the field at fault.
+    """
+    from insectml.params import ParamsError, validate_params
+
+    spec = load_sweep(path)
+
+    def bad(field: str, problem: str) -> InputFileError:
+        return InputFileError(path, f"{field}: {problem}")
+
+    unknown = sorted(set(spec) - {"task", "model", "method", "samples", "seed", "params"})
+    if unknown:
+        raise bad(unknown[0], "unknown field (expected task, model, method, samples, seed, params)")
+    task = spec.get("task")
+    if task not in SWEEPABLE:
+        raise bad("task", f"{task!r} cannot be swept (choose from {', '.join(SWEEPABLE)})")
+    model = spec.get("model")
+    if task == "wingbeat" and model not in WINGBEAT_MODELS:
+        raise bad("model", f"{model!r} is not a wingbeat model ({', '.join(WINGBEAT_MODELS)})")
+    if task != "wingbeat" and model is not None:
+        raise bad("model", f"only wingbeat sweeps name a model, not {task}")
+    method = spec.get("method", "grid")
+    if method not in ("grid", "random"):
+        raise bad("method", f"{method!r} is not grid or random")
+    space = spec.get("params")
+    if not isinstance(space, dict) or not space:
+        raise bad("params", "must map at least one pipeline param to its values")
+    for name, values in space.items():
+        if name not in SWEEPABLE[task]:
+            raise bad(f"params.{name}", f"not a {task} training param (sweepable: {', '.join(SWEEPABLE[task])})")
+        if isinstance(values, dict):
+            if method == "grid":
+                raise bad(f"params.{name}", "a range needs method: random; grid takes a list of values")
+            if set(values) - {"min", "max", "log"} or not {"min", "max"} <= set(values):
+                raise bad(f"params.{name}", "a range is {min: A, max: B} with optional log: true")
+            lo, hi = values["min"], values["max"]
+            if not all(isinstance(v, int | float) for v in (lo, hi)) or lo >= hi or (values.get("log") and lo <= 0):
+                raise bad(f"params.{name}", f"range min {lo!r} / max {hi!r} is not a valid (positive for log) range")
+        elif not isinstance(values, list) or not values:
+            raise bad(f"params.{name}", "must be a non-empty list of values (or a {min, max} range)")
+
+    if method == "grid":
+        names = list(space)
+        combos = [dict(zip(names, c, strict=True)) for c in itertools.product(*(space[n] for n in names))]
+    else:
+        samples = spec.get("samples")
+        if not isinstance(samples, int) or samples < 1:
+            raise bad("samples", "random sweeps need samples: N (a positive integer)")
+        rng = random.Random(spec.get("seed", params.get("seed", 42)))
+        combos = [{n: _draw(v, rng) for n, v in space.items()} for _ in range(samples)]
+
+    configs, seen = [], set()
+    for i, overrides in enumerate(combos, 1):
+        key = json.dumps(overrides, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            validate_params(schema, json.dumps({**params, **overrides}))
+        except ParamsError as exc:
+            raise bad(f"params (configuration {i})", exc.problems[0]) from None
+        configs.append({"id": f"c{len(configs) + 1:02d}", "params": overrides})
+    return {"task": task, "model": model, "metric": ".".join(METRICS[task]), "configs": configs}
+
+
+def _draw(values, rng: random.Random):
+    if isinstance(values, list):
+        return rng.choice(values)
+    lo, hi = values["min"], values["max"]
+    if values.get("log"):
+        value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    else:
+        value = rng.uniform(lo, hi)
+    if isinstance(lo, int) and isinstance(hi, int) and not values.get("log"):
+        return round(value)
+    return float(f"{value:.4g}")
+
+
+def select(task: str, model_dirs: list[Path], ids: list[str], configs: list[dict], out: Path) -> str:
+    """Write ``sweep.csv``, ``sweep.json``, ``sweep.png`` and ``best.txt`` into ``out``;
+    return the best configuration's id (highest validation metric; ties: lowest id).
+    ``ids[i]`` is the configuration ``model_dirs[i]`` was trained with."""
+    if task not in METRICS:
+        raise ConfigError(f"--task: {task} has no sweep metric (choose from {', '.join(METRICS)})")
+    if len(ids) != len(model_dirs):
+        raise ConfigError(f"--ids: {len(ids)} ids for {len(model_dirs)} model folders")
+    by_id = {c["id"]: c["params"] for c in configs}
+    rows = []
+    for config_id, d in zip(ids, model_dirs, strict=True):
+        metrics = _read(d / "train_metrics.json")
+        value = metrics
+        for key in METRICS[task]:
+            value = value.get(key) if isinstance(value, dict) else None
+        rows.append(
+            {
+                "config": config_id,
+                "params": by_id.get(config_id, {}),
+                "val_metric": value,
+                "train_seconds": metrics.get("fit_seconds"),
+                "best_epoch": metrics.get("best_epoch"),
+            }
+        )
+    if not rows:
+        raise ConfigError("no trained models to select from")
+    rows.sort(key=lambda r: (-(r["val_metric"] if r["val_metric"] is not None else -math.inf), r["config"]))
+    best = rows[0]["config"]
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted({k for r in rows for k in r["params"]})
+    with (out / "sweep.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["config", *names, "val_metric", "train_seconds", "best_epoch"])
+        for r in rows:
+            writer.writerow(
+                [
+                    r["config"],
+                    *(r["params"].get(n) for n in names),
+                    r["val_metric"],
+                    r["train_seconds"],
+                    r["best_epoch"],
+                ]
+            )
+    summary = {"task": task, "metric": ".".join(METRICS[task]), "best": best, "configs": rows}
+    (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "best.txt").write_text(best + "\n")
+    _plot(rows, summary["metric"], out / "sweep.png")
+    return best
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise InputFileError(path, "not found (is this a trained model folder?)")
+    return json.loads(path.read_text())
+
+
+def _plot(rows: list[dict], metric: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(rows) + 2), 3.2))
+    labels = [r["config"] for r in rows]
+    ax.bar(labels, [r["val_metric"] or 0 for r in rows], color=["tab:orange"] + ["tab:blue"] * (len(rows) - 1))
+    ax.set(title=f"sweep: {metric} (best first)", ylabel=metric, ylim=(0, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def table_html(summary: dict) -> str:
+    """The sweep table as an HTML fragment for a family's report."""
+    names = sorted({k for r in summary["configs"] for k in r["params"]})
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["config", *names, summary["metric"], "train s", "best epoch"])
+    body = ""
+    for r in summary["configs"]:
+        cells = [
+            r["config"],
+            *(r["params"].get(n) for n in names),
+            r["val_metric"],
+            r["train_seconds"],
+            r["best_epoch"],
+        ]
+        mark = " class='best'" if r["config"] == summary["best"] else ""
+        body += f"<tr{mark}>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in cells) + "</tr>"
+    return (
+        f"<h2>Sweep ({len(summary['configs'])} configurations; best: {html.escape(summary['best'])}, "
+        f"evaluated on test)</h2><table><tr>{head}</tr>{body}</table>"
+    )
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
