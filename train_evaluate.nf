@@ -68,7 +68,7 @@ workflow {
 
     if ('fewshot' in tasks) {
         def meta = [ id: 'fewshot', family: 'fewshot', seed: params.seed ]
-        FEWSHOT ( Channel.of([ meta, file(params.fewshot_input, checkIfExists: true) ]) )
+        FEWSHOT ( Channel.of([ meta, file(params.fewshot_input, checkIfExists: true) ]), sweep.task == 'fewshot' ? sweep : [:] )
         ch_versions = ch_versions.mix(FEWSHOT.out.versions)
     }
 

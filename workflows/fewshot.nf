@@ -3,30 +3,62 @@
  * class-disjoint split (base / novel) → embedder trained on base classes (metric
  * learning) → evaluated on novel classes it never saw (prototypes, episodes, open set,
  * clusters) → archive holding the embedder and a gallery of every class.
+ * With a sweep (--sweep): one training task per configuration, the best by validation
+ * 5-way 1-shot accuracy chosen (SWEEP_SELECT) and only that one evaluated.
  */
 include { FEWSHOT_VALIDATE } from '../modules/fewshot/validate/main'
 include { FEWSHOT_TRAIN    } from '../modules/fewshot/train/main'
 include { FEWSHOT_EVALUATE } from '../modules/fewshot/evaluate/main'
 include { FEWSHOT_PACKAGE  } from '../modules/fewshot/package/main'
+include { SWEEP_SELECT     } from '../modules/sweep/select/main'
 
 workflow FEWSHOT {
     take:
     ch_input    // [ meta, data folder the image paths are relative to ]
+    sweep       // [:] or the plan of 'insectml sweep plan': [ task, metric, configs ]
 
     main:
+    def sweeping = sweep as boolean
     data = ch_input.map { meta, data -> data }.first()
 
     FEWSHOT_VALIDATE ( ch_input )
-    FEWSHOT_TRAIN ( FEWSHOT_VALIDATE.out.manifest, data )
-    FEWSHOT_EVALUATE ( FEWSHOT_TRAIN.out.model.join(FEWSHOT_VALIDATE.out.manifest), data )
-    FEWSHOT_PACKAGE ( FEWSHOT_TRAIN.out.model.join(FEWSHOT_EVALUATE.out.gallery) )
 
-    ch_versions = FEWSHOT_VALIDATE.out.versions.mix(
-        FEWSHOT_TRAIN.out.versions, FEWSHOT_EVALUATE.out.versions, FEWSHOT_PACKAGE.out.versions)
+    // One training task, or one per sweep configuration.
+    def configs = sweeping ? sweep.configs : [ [ id: null, params: [:] ] ]
+    ch_train = FEWSHOT_VALIDATE.out.manifest
+        .combine(Channel.fromList(configs))
+        .map { meta, manifest, dataset, config ->
+            def m = config.id ? meta + [ config: config.id, overrides: config.params, seed: config.params.seed ?: meta.seed ] : meta
+            [ m, manifest, dataset ] }
+    FEWSHOT_TRAIN ( ch_train, data )
+    ch_versions = FEWSHOT_VALIDATE.out.versions.mix(FEWSHOT_TRAIN.out.versions)
+
+    ch_model = FEWSHOT_TRAIN.out.model
+    ch_sweep = Channel.empty()
+    if (sweeping) {
+        ch_plan = Channel.of(groovy.json.JsonOutput.toJson(sweep)).collectFile(name: 'sweep_plan.json').first()
+        SWEEP_SELECT ( FEWSHOT_TRAIN.out.model
+            .map { meta, model -> [ [ id: meta.id, family: meta.family ], meta.config, model ] }
+            .groupTuple()
+            .combine(ch_plan) )
+        ch_versions = ch_versions.mix(SWEEP_SELECT.out.versions)
+        ch_sweep = SWEEP_SELECT.out.sweep.map { meta, dir -> dir }
+        ch_model = FEWSHOT_TRAIN.out.model
+            .combine(SWEEP_SELECT.out.best.map { meta, best -> best.text.trim() })
+            .filter { meta, model, best -> meta.config == best }
+            .map { meta, model, best -> [ meta, model ] }
+    }
+
+    // Only the chosen model meets the test classes.
+    ch_manifest = FEWSHOT_VALIDATE.out.manifest.map { meta, manifest, dataset -> [ manifest, dataset ] }
+    FEWSHOT_EVALUATE ( ch_model.combine(ch_manifest), data, sweeping ? ch_sweep : [] )
+    FEWSHOT_PACKAGE ( ch_model.join(FEWSHOT_EVALUATE.out.gallery) )
+    ch_versions = ch_versions.mix(FEWSHOT_EVALUATE.out.versions, FEWSHOT_PACKAGE.out.versions)
 
     emit:
-    model    = FEWSHOT_TRAIN.out.model
+    model    = ch_model
     metrics  = FEWSHOT_EVALUATE.out.metrics
     archive  = FEWSHOT_PACKAGE.out.archive
+    sweep    = ch_sweep
     versions = ch_versions
 }

@@ -29,6 +29,7 @@ def write_report(
     per_class: dict[str, dict[str, float]],
     images: list[Path],
     lineage: dict,
+    extra: str = "",
 ) -> Path:
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in headline.items())
     columns = list(next(iter(per_class.values())).keys()) if per_class else []
@@ -53,7 +54,7 @@ def write_report(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<h2>Headline</h2><table class='headline'>{rows}</table>"
-        f"<h2>Per class</h2><table>{table}</table>{figures}"
+        f"<h2>Per class</h2><table>{table}</table>{extra}{figures}"
         f"<h2>Lineage</h2><table>{lineage_rows}</table>"
         f"<details><summary>full lineage.json</summary><pre>{html.escape(json.dumps(lineage, indent=2))}</pre></details>"
         "</body></html>\n",

@@ -1,4 +1,5 @@
-"""One real Nextflow run of the test profile, shared by the integration tests."""
+"""Real Nextflow runs of the test profile (one per family), shared by the integration
+and Slurm tests."""
 
 from __future__ import annotations
 
@@ -42,3 +43,27 @@ def nf_test_run(repo_root, tool_env, tmp_path_factory):
     done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--outdir", str(cwd / "results"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return cwd, done
+
+
+@pytest.fixture(scope="session")
+def detector_run(repo_root, tool_env, tmp_path_factory):
+    """``-profile test --task detector``; its results/detector folder."""
+    if not (repo_root / "data" / "detector" / "insects_sly" / "meta.json").is_file():
+        pytest.fail("data/detector is missing: run 'make data' (dvc pull) first")
+    cwd = tmp_path_factory.mktemp("nf-detector")
+    done = nextflow(
+        repo_root, cwd, tool_env, "-profile", "test", "--task", "detector", "--outdir", str(cwd / "results")
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return cwd / "results" / "detector"
+
+
+@pytest.fixture(scope="session")
+def fewshot_run(repo_root, tool_env, tmp_path_factory):
+    """``-profile test --task fewshot``; its results/fewshot folder."""
+    if not (repo_root / "data" / "fewshot" / "images").is_dir():
+        pytest.fail("data/fewshot is missing: run 'make data' (dvc pull) first")
+    cwd = tmp_path_factory.mktemp("nf-fewshot")
+    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--task", "fewshot", "--outdir", str(cwd / "results"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return cwd / "results" / "fewshot"

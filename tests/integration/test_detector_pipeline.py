@@ -8,21 +8,9 @@ import urllib.error
 import pytest
 from insectml.serving.mms import ServerConfig, predict, register, start, stop
 
-from .conftest import free_port, nextflow
+from .conftest import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def detector_run(repo_root, tool_env, tmp_path_factory):
-    if not (repo_root / "data" / "detector" / "insects_sly" / "meta.json").is_file():
-        pytest.fail("data/detector is missing: run 'make data' (dvc pull) first")
-    cwd = tmp_path_factory.mktemp("nf-detector")
-    done = nextflow(
-        repo_root, cwd, tool_env, "-profile", "test", "--task", "detector", "--outdir", str(cwd / "results")
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return cwd / "results" / "detector"
 
 
 def test_two_stage_detector_runs_and_publishes(detector_run):

@@ -8,19 +8,9 @@ import urllib.error
 import pytest
 from insectml.serving.mms import ServerConfig, predict, register, start, stop, unregister
 
-from .conftest import free_port, nextflow
+from .conftest import free_port
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def fewshot_run(repo_root, tool_env, tmp_path_factory):
-    if not (repo_root / "data" / "fewshot" / "images").is_dir():
-        pytest.fail("data/fewshot is missing: run 'make data' (dvc pull) first")
-    cwd = tmp_path_factory.mktemp("nf-fewshot")
-    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--task", "fewshot", "--outdir", str(cwd / "results"))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return cwd / "results" / "fewshot"
 
 
 def test_fewshot_pipeline_reports_the_metrics(fewshot_run):

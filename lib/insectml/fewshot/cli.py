@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import add_manifest_args, add_resume_args, existing_dir
+from insectml.cli import add_manifest_args, add_resume_args, existing_dir, existing_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--map", choices=["tsne", "umap"], default="tsne", help="2-D embedding map method (default: tsne)")
     p.add_argument("--seed", type=int, default=42, help="episode and open-set seed (default: 42)")
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default: evaluation)")
+    p.add_argument(
+        "--sweep", type=existing_file, help="sweep.json of a sweep this model won: its table goes into the report"
+    )
     p.set_defaults(func=_evaluate)
 
     p = steps.add_parser(
@@ -169,7 +172,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from insectml.fewshot.evaluate import build_gallery, evaluate_fewshot
 
     metrics = evaluate_fewshot(
-        args.model, args.manifest, args.dataset, args.root, args.out, args.episodes, args.seed, args.map
+        args.model, args.manifest, args.dataset, args.root, args.out, args.episodes, args.seed, args.map, args.sweep
     )
     build_gallery(args.model, args.manifest, args.root, args.out / "gallery", metrics["open_set"]["threshold"])
     one = metrics["episodes_5way_1shot"]

@@ -17,6 +17,7 @@ from insectml.errors import ConfigError
 from insectml.fewshot.data import ImageSet
 from insectml.fewshot.embed import embed, episode_accuracy, load_embedder
 from insectml.fewshot.gallery import Gallery, calibrate_threshold
+from insectml.sweep import table_html as sweep_html
 
 
 def _open_set(emb: np.ndarray, rows: list[dict], seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -117,7 +118,9 @@ def evaluate_fewshot(
     episodes: int = 600,
     seed: int = 42,
     embedding_map: str = "tsne",
+    sweep: Path | None = None,
 ) -> dict:
+    """``sweep``: the sweep.json of the sweep this model won; its table goes into the report."""
     from insectml.report import write_report
 
     model, config = load_embedder(model_dir)
@@ -194,8 +197,9 @@ def evaluate_fewshot(
         title=f"Few-shot embedder ({config['backbone']}, {config['loss']} loss) — novel test classes",
         headline=headline,
         per_class={},
-        images=[plot],
+        images=[plot, *([sweep.parent / "sweep.png"] if sweep and (sweep.parent / "sweep.png").is_file() else [])],
         lineage=lineage,
+        extra=sweep_html(json.loads(sweep.read_text())) if sweep else "",
     )
     return metrics
 

@@ -5,6 +5,7 @@ process FEWSHOT_EVALUATE {
     input:
     tuple val(meta), path(model), path(manifest), path(dataset)
     path data, stageAs: 'data'
+    path sweep      // the sweep this model won (SWEEP_SELECT), or [] without a sweep
 
     output:
     tuple val(meta), path('evaluation/metrics.json'), emit: metrics
@@ -14,6 +15,7 @@ process FEWSHOT_EVALUATE {
 
     script:
     def args = task.ext.args ?: ''
+    def sweep_table = sweep ? "--sweep ${sweep}/sweep.json" : ''
     """
     insectml fewshot evaluate \\
         --model ${model} \\
@@ -22,6 +24,7 @@ process FEWSHOT_EVALUATE {
         --root ${data} \\
         --seed ${meta.seed} \\
         --out evaluation \\
+        ${sweep_table} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """

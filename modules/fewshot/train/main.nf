@@ -1,5 +1,5 @@
 process FEWSHOT_TRAIN {
-    tag "${meta.id}"
+    tag "${meta.id}${meta.config ? ':' + meta.config : ''}"
     label 'process_medium'
     label 'process_gpu'
 
