@@ -106,8 +106,8 @@ def add_resume_args(parser) -> None:
         type=Path,
         metavar="DIR",
         help="keep the per-epoch checkpoint in DIR/<settings key>/ instead of OUT/checkpoints and "
-        "continue from it when the same settings and data are trained again (a retried cluster job); "
-        "removed when training finishes",
+        "continue from it when the same settings and data are trained again (a retried cluster job; "
+        "after the last epoch the retry only reloads the best weights)",
     )
 
 

@@ -121,4 +121,12 @@ def test_retry_in_a_new_folder_resumes_from_the_checkpoint_dir(repo_root, tool_e
     assert "resumed from checkpoint at epoch" in resumed.stderr
     assert same_weights(straight, torch.load(second / "weights.pt", weights_only=True))
     assert (second / "history.jsonl").read_text().count("\n") == 4
-    assert not list(ckpt.iterdir())  # finished: nothing left to resume
+    again = subprocess.run(  # a retry after the last epoch trains nothing and ends the same
+        train_args(repo_root, features, tmp_path / "attempt3", "--checkpoint-dir", ckpt),
+        env=tool_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "resumed from checkpoint at epoch 4" in again.stderr and "epoch 4: loss" not in again.stderr
+    assert same_weights(straight, torch.load(tmp_path / "attempt3" / "weights.pt", weights_only=True))

@@ -14,8 +14,10 @@ Retries on a cluster: with ``checkpoint_dir`` set (shared storage, outside the t
 work folder) the checkpoint lives in ``checkpoint_dir/<key>/`` where the key hashes the
 loop settings and the family's ``fingerprint`` (model options, input data). A task that
 was cancelled, pre-empted or timed out and is started again with the same settings and
-data continues from its last epoch; anything else starts fresh. The folder is removed
-when training finishes, so it only ever holds unfinished work.
+data continues from its last epoch; anything else starts fresh. The checkpoint is kept
+after the last epoch: a task killed after training but before its outputs were complete
+(a time limit during packaging) is retried without training again; it goes with the
+work folder (``nextflow clean``).
 """
 
 from __future__ import annotations
@@ -268,8 +270,6 @@ def fit(
             " (best)" if improved else "",
         )
     model.load_state_dict(torch.load(out / "weights.pt", map_location=device, weights_only=True))
-    if external:
-        shutil.rmtree(ckdir, ignore_errors=True)
     return {"best_epoch": best_epoch, f"best_val_{cfg.monitor}": best, "stopped_early": stopped_early}
 
 
