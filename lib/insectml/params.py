@@ -88,6 +88,9 @@ def _message(error) -> str:
     if error.validator == "enum":
         return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "type":
+        if error.instance is True and "string" in error.validator_value:
+            name = error.path[0] if error.path else "param"
+            return f"has no value (a value that starts with '-' goes after '=': --{name}='--...')"
         return f"{error.instance!r} is not of type {error.validator_value}"
     return error.message
 

@@ -138,8 +138,7 @@ def slurm_run(repo_root, slurm_env, tmp_path_factory):
         "wingbeat,detector,fewshot",
         "--slurm_queue",
         "long",
-        "--slurm_options",
-        "--comment=insectml-test",
+        "--slurm_options=--comment=insectml-test",  # '=': a value starting with -- is not a flag
         "--outdir",
         str(cwd / "results"),
     )

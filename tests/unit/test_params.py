@@ -26,6 +26,9 @@ def test_defaults_pass(schema, tmp_path):
         ({"wingbeat_feature_model": "xgb"}, "--wingbeat_feature_model: 'xgb' is not one of"),
         ({"wingbeat_test_fraction": 0.7}, "--wingbeat_test_fraction"),
         ({"wingbeat_epoch": 3}, "--wingbeat_epoch: unknown parameter"),
+        ({"slurm_options": True}, "--slurm_options: has no value (a value that starts with '-' goes after '='"),
+        ({"gpus": -1}, "--gpus"),
+        ({"sweep": "/no/such.yaml"}, "--sweep: file not found"),
     ],
 )
 def test_bad_params_are_named(schema, tmp_path, change, message):
@@ -37,3 +40,8 @@ def test_bad_params_are_named(schema, tmp_path, change, message):
 def test_help_lists_every_param(schema):
     text = help_text(schema)
     assert "--wingbeat_feature_model" in text and "--outdir" in text
+
+
+def test_slurm_params_pass(schema, tmp_path):
+    cluster = {"slurm_queue": "cpu", "slurm_account": "lab", "slurm_options": "--qos=high", "gpus": 2}
+    validate_params(schema, json.dumps({**base(tmp_path), **cluster, "slurm_scratch": True}))
