@@ -1,6 +1,6 @@
 # insectml: every entry point is a make target (Jenkins stages call these too).
 #   make demo       set up, fetch the demo data, run the pipeline on it (local executor)
-#   make test       set up, then every test (unit, CLI, Nextflow, MMS, DVC); prints its timing
+#   make test       set up, then every test (unit, CLI, Nextflow, MMS, DVC, Slurm); prints its timing
 SHELL      := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 ENV_DIR    := $(shell bash env/setup.sh --env-dir)
@@ -15,7 +15,7 @@ NXF_ARGS   ?=
 PORT       ?= 8080
 MGMT_PORT  ?= 8081
 
-.PHONY: help setup data demo run test test-fast test-integration lint serve serve-stop lock clean
+.PHONY: help setup data demo run test test-fast test-integration test-slurm slurm-up slurm-down lint serve serve-stop lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -40,8 +40,17 @@ test: setup data  ## every test; prints how long it took
 test-fast: setup  ## unit and CLI tests only (no Nextflow, MMS or DVC)
 	pytest tests/unit
 
-test-integration: setup data  ## the real engines: Nextflow, MMS, DVC
-	pytest tests/integration --durations=10
+test-integration: setup data  ## the real engines: Nextflow, MMS, DVC (not Slurm)
+	pytest tests/integration -m "not slurm" --durations=10
+
+test-slurm: setup data  ## -profile slurm on a one-node Slurm cluster it starts (tests/slurm/cluster.sh)
+	pytest tests/integration -m slurm --durations=10
+
+slurm-up:  ## start the one-node test cluster; then: export SLURM_CONF=... (printed)
+	@bash tests/slurm/cluster.sh up
+
+slurm-down:  ## stop it
+	@bash tests/slurm/cluster.sh down
 
 lint: setup  ## ruff
 	ruff check lib bin/insectml tests benchmarks
