@@ -124,3 +124,40 @@ def test_folder_layout_with_resampling(repo_root, tool_env, tmp_path, tiny_wingb
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     dataset = json.loads((tmp_path / "results/wingbeat/data/dataset.json").read_text())
     assert dataset["n_samples"] == 70 and dataset["split"]["resample"] is True
+
+
+def test_fewshot_sweep_wiring_one_training_per_configuration(repo_root, tool_env, tmp_path):
+    """-stub-run: six seeded configurations → six training tasks → one selection → only the
+    chosen model evaluated and packaged."""
+    sweep = repo_root / "conf" / "sweeps" / "fewshot_random.yaml"
+    done = nextflow(
+        repo_root,
+        tmp_path,
+        tool_env,
+        "-stub-run",
+        "--task",
+        "fewshot",
+        "--sweep",
+        str(sweep),
+        "--outdir",
+        str(tmp_path / "out"),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "sweep " + str(sweep) + ": 6 fewshot configurations" in done.stdout
+    submitted = [line.split("> ")[-1] for line in done.stdout.splitlines() if "Submitted process" in line]
+    assert sorted(p for p in submitted if "FEWSHOT_TRAIN" in p) == [
+        f"FEWSHOT:FEWSHOT_TRAIN (fewshot:c0{i})" for i in range(1, 7)
+    ]
+    assert sum("SWEEP_SELECT" in p for p in submitted) == 1
+    assert sum("FEWSHOT_EVALUATE" in p for p in submitted) == 1 and sum("FEWSHOT_PACKAGE" in p for p in submitted) == 1
+
+
+def test_sweep_for_a_family_not_run_is_one_line_exit_2(repo_root, tool_env, tmp_path):
+    sweep = repo_root / "conf" / "sweeps" / "fewshot_random.yaml"
+    done = nextflow(
+        repo_root, tmp_path, tool_env, "--task", "wingbeat", "--sweep", str(sweep), "--outdir", str(tmp_path / "out")
+    )
+    assert done.returncode == 2
+    assert (
+        "--sweep: " in done.stderr + done.stdout and "which --task wingbeat does not run" in done.stderr + done.stdout
+    )

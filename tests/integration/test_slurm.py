@@ -29,6 +29,7 @@ def slurm_env(repo_root, tool_env, tmp_path_factory):
     script = repo_root / "tests" / "slurm" / "cluster.sh"
     up = subprocess.run(["bash", str(script), "up", str(folder)], capture_output=True, text=True, timeout=300)
     if up.returncode != 0:
+        subprocess.run(["bash", str(script), "down", str(folder)], capture_output=True, text=True, timeout=120)
         pytest.fail(f"tests/slurm/cluster.sh up failed:\n{up.stdout}\n{up.stderr}")
     env = {**tool_env, "SLURM_CONF": str(folder / "slurm.conf")}
     yield env
@@ -171,6 +172,35 @@ def test_slurm_metrics_equal_the_local_run(slurm_run, nf_test_run, detector_run,
     for on_slurm, local in pairs:
         diffs = same_results(json.loads(on_slurm.read_text()), json.loads(local.read_text()))
         assert not diffs, f"{on_slurm} differs from the local run: {diffs[:5]}"
+
+
+def test_gpu_profile_sends_training_to_the_gpu_partition_with_gres(repo_root, slurm_env, tmp_path):
+    """-profile slurm,gpu: training jobs ask for --gres=gpu:1 on --slurm_gpu_queue, the rest
+    stay on the default partition (the test node has one countable 'gpu', no device; -stub-run)."""
+    done = nextflow(
+        repo_root,
+        tmp_path,
+        slurm_env,
+        "-profile",
+        "slurm,gpu,test",
+        "-stub-run",
+        "--task",
+        "wingbeat",
+        "--wingbeat_models",
+        "cnn",
+        "--slurm_gpu_queue",
+        "gpu",
+        "--outdir",
+        str(tmp_path / "results"),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    jobs = sacct(slurm_env)
+    for row in trace(tmp_path / "results"):
+        header = (Path(row["workdir"]) / ".command.run").read_text()
+        if row["process"].endswith("WINGBEAT_TRAIN"):
+            assert jobs[row["native_id"]]["partition"] == "gpu" and "#SBATCH --gres=gpu:1" in header
+        else:
+            assert jobs[row["native_id"]]["partition"] == "debug" and "--gres" not in header
 
 
 # --- 4. Faults --------------------------------------------------------------------

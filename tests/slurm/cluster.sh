@@ -103,11 +103,17 @@ OverTimeLimit=0
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+# One "gpu" resource backed by /dev/null (gres.conf; without a File slurmd reports none
+# and the node is INVAL): no GPU exists here, but jobs asking for --gres=gpu:1 are
+# scheduled, so GPU routing can be tested.
+GresTypes=gpu
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
 # DefMemPerCPU: without it a job asks for the whole node's memory and jobs run one at a time.
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP DefMemPerCPU=$((mem_mb / cpus))
 PartitionName=long Nodes=$host Default=NO MaxTime=INFINITE State=UP DefMemPerCPU=$((mem_mb / cpus))
+PartitionName=gpu Nodes=$host Default=NO MaxTime=INFINITE State=UP DefMemPerCPU=$((mem_mb / cpus))
 EOF
+  echo "NodeName=$host Name=gpu File=/dev/null" >"$dir/gres.conf"
 }
 
 start_munged() {
@@ -145,7 +151,7 @@ cmd_up() {
     sleep 0.25
   done
   [[ "$state" == "idle" ]] || die "node $host is '${state:-unreachable}', not idle, after 30 s; see $dir/log/"
-  say "up in $((SECONDS - t0)) s: one node ($host, $(nproc) CPUs), partitions debug (default) and long"
+  say "up in $((SECONDS - t0)) s: one node ($host, $(nproc) CPUs, gres gpu:1), partitions debug (default), long, gpu"
   echo "export SLURM_CONF=$SLURM_CONF"
 }
 
