@@ -4,6 +4,7 @@
 SHELL      := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 ENV_DIR    := $(shell bash env/setup.sh --env-dir)
+NODE_DIR   := $(shell bash env/setup.sh --node-dir)
 export PATH := $(ENV_DIR)/venv/bin:$(PATH)
 export INSECTML_CACHE ?= $(HOME)/.cache/insectml
 export NUMBA_CACHE_DIR ?= $(INSECTML_CACHE)/numba
@@ -14,8 +15,24 @@ PROFILE    ?= standard
 NXF_ARGS   ?=
 PORT       ?= 8080
 MGMT_PORT  ?= 8081
+# continuous delivery (make train-cluster / release / deploy; Jenkins' main-branch stages)
+TASK          ?= wingbeat
+SLURM_QUEUE   ?=
+SLURM_ACCOUNT ?=
+MODEL         ?= $(TASK)
+RESULTS       ?= $(OUTDIR)/$(MODEL)
+STAGE         ?=
+STORE         ?= $(or $(INSECTML_MODEL_STORE),model-store)
+MMS           ?= http://127.0.0.1:$(MGMT_PORT)
+MMS_INFERENCE ?= http://127.0.0.1:$(PORT)
+MMS_STORE     ?= $(OUTDIR)/serving/store
+MODEL_TAG     ?=
+SAMPLE_wingbeat := data/wingbeat/recordings/aedes_aegypti/aedes_aegypti_0000.wav
+SAMPLE_detector := data/detector/species/stink_bug/$(shell ls data/detector/species/stink_bug 2>/dev/null | head -1)
+SAMPLE_fewshot  := data/fewshot/images/$(shell ls data/fewshot/images 2>/dev/null | head -1)/$(shell ls data/fewshot/images/$$(ls data/fewshot/images 2>/dev/null | head -1) 2>/dev/null | head -1)
+SAMPLE        ?= $(SAMPLE_$(MODEL))
 
-.PHONY: help setup data demo run test test-fast test-integration test-slurm slurm-up slurm-down lint serve serve-stop lock clean
+.PHONY: help setup data demo run test test-fast test-integration test-slurm slurm-up slurm-down lint serve serve-stop lock clean train-cluster release push-tags deploy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -52,9 +69,11 @@ slurm-up:  ## start the one-node test cluster; then: export SLURM_CONF=... (prin
 slurm-down:  ## stop it
 	@bash tests/slurm/cluster.sh down
 
-lint: setup  ## ruff
+lint: setup  ## ruff (Python), npm-groovy-lint (Jenkinsfile), shellcheck-style bash -n (scripts)
 	ruff check lib bin/insectml tests benchmarks
 	ruff format --check lib tests benchmarks
+	$(NODE_DIR)/node_modules/.bin/npm-groovy-lint --noserver --failon error --output txt Jenkinsfile
+	for f in env/setup.sh env/nextflow.sh tests/slurm/cluster.sh .ci/run; do bash -n $$f; done
 
 serve: setup  ## start MMS on 127.0.0.1:$(PORT) with $(OUTDIR)/wingbeat/archive/wingbeat.mar
 	@test -f $(OUTDIR)/wingbeat/archive/wingbeat.mar || { echo "make serve: no $(OUTDIR)/wingbeat/archive/wingbeat.mar; run 'make demo' first" >&2; exit 2; }
@@ -66,6 +85,20 @@ serve: setup  ## start MMS on 127.0.0.1:$(PORT) with $(OUTDIR)/wingbeat/archive/
 
 serve-stop:  ## stop the server started by 'make serve'
 	bin/insectml serve stop --state $(OUTDIR)/serving
+
+train-cluster: setup data  ## nextflow run -profile slurm --task $(TASK) [--slurm_queue/--slurm_account] -resume
+	nextflow run train_evaluate.nf -profile slurm --task $(TASK) --outdir $(OUTDIR) -resume \
+	  $(if $(SLURM_QUEUE),--slurm_queue $(SLURM_QUEUE)) $(if $(SLURM_ACCOUNT),--slurm_account $(SLURM_ACCOUNT)) $(NXF_ARGS)
+
+release: setup  ## insectml release $(RESULTS) --name $(MODEL) [--stage $(STAGE)] into $(STORE)
+	bin/insectml release $(RESULTS) --name $(MODEL) --store $(STORE) $(if $(STAGE),--stage $(STAGE))
+
+push-tags:  ## push release tags (name@vX.Y.Z, name#stage#N) to origin
+	git push origin --tags
+
+deploy: setup  ## insectml deploy $(MODEL_TAG), or the latest release of $(MODEL), to the MMS at $(MMS)
+	bin/insectml deploy $(or $(MODEL_TAG),$(MODEL)@$$(bin/insectml models --latest $(MODEL) --store $(STORE))) \
+	  --mms $(MMS) --inference $(MMS_INFERENCE) --mms-store $(MMS_STORE) --store $(STORE) --sample $(SAMPLE)
 
 lock:  ## re-pin env/requirements.txt from env/requirements.in (in a scratch venv)
 	rm -rf $(INSECTML_CACHE)/lock-venv && python3 -m venv $(INSECTML_CACHE)/lock-venv

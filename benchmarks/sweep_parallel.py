@@ -68,7 +68,9 @@ def main() -> int:
         subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL)
         trace = max((work / "results/pipeline_info").glob("execution_trace_*.txt"), key=lambda p: p.stat().st_mtime)
         with trace.open() as fh:
-            ids = [r["native_id"] for r in csv.DictReader(fh, delimiter="\t") if r["process"].endswith("WINGBEAT_TRAIN")]
+            ids = [
+                r["native_id"] for r in csv.DictReader(fh, delimiter="\t") if r["process"].endswith("WINGBEAT_TRAIN")
+            ]
         out = subprocess.run(
             ["sacct", "-c", "-n", "-P", "-o", "JobID,Start,End,AllocCPUS"],
             env=env,

@@ -13,7 +13,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${INSECTML_CACHE:-$HOME/.cache/insectml}"
 key="$(cat "$root/env/requirements.txt" "$root/env/pom.xml" "$root/env/nextflow.sh" | sha256sum | cut -c1-12)"
 env_dir="$cache/env-$key"
+# Node tools (npm-groovy-lint for 'make lint') have their own key: a change to them does
+# not rebuild the Python environment.
+node_dir="$cache/node-$(cat "$root/env/package.json" "$root/env/package-lock.json" | sha256sum | cut -c1-12)"
 if [[ "${1:-}" == "--env-dir" ]]; then echo "$env_dir"; exit 0; fi
+if [[ "${1:-}" == "--node-dir" ]]; then echo "$node_dir"; exit 0; fi
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -50,6 +54,25 @@ if ! dpkg -s "${demo_pkgs[@]}" >/dev/null 2>&1; then
   else
     say "note: ${demo_pkgs[*]} are not installed; detector demo generation and its tests will be skipped"
   fi
+fi
+
+# --- Node tools ----------------------------------------------------------------
+if [[ ! -f "$node_dir/.complete" ]]; then
+  if ! command -v npm >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      say "installing nodejs and npm with apt-get (for npm-groovy-lint)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null \
+        || die "apt-get could not install nodejs npm"
+    else
+      die "npm is missing; install Node.js (Debian: apt-get install nodejs npm) and run 'make setup' again"
+    fi
+  fi
+  rm -rf "$node_dir" && mkdir -p "$node_dir"
+  cp "$root/env/package.json" "$root/env/package-lock.json" "$node_dir/"
+  say "installing npm-groovy-lint (env/package-lock.json) into $node_dir"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || die "npm could not install env/package-lock.json (see above)"
+  touch "$node_dir/.complete"
 fi
 
 if [[ -f "$env_dir/.complete" ]]; then

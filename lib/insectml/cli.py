@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     from insectml import commands
     from insectml.detector import cli as detector_cli
     from insectml.fewshot import cli as fewshot_cli
+    from insectml.release import cli as release_cli
     from insectml.serving import cli as serving_cli
     from insectml.wingbeat import cli as wingbeat_cli
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     detector_cli.register(sub)
     fewshot_cli.register(sub)
     serving_cli.register(sub)
+    release_cli.register(sub)
     return parser
 
 

@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model",
         dest="models",
         action="append",
-        required=True,
+        default=[],
         metavar="NAME=ARCHIVE.mar",
-        help="model to load, repeatable (e.g. wingbeat=wingbeat.mar)",
+        help="model to load, repeatable (e.g. wingbeat=wingbeat.mar); none: start empty, for 'insectml deploy'",
     )
     p.add_argument(
         "--state", type=Path, default=Path("serving"), help="folder for config, logs and PIDs (default: serving)"
@@ -63,6 +63,8 @@ def _start(args: argparse.Namespace) -> int:
         port=args.port,
         management_port=args.management_port,
     )
+    if args.probe and not models:
+        raise ConfigError("--probe needs a --model to send it to")
     probe = (next(iter(models)), args.probe.read_bytes()) if args.probe else None
     info = start(cfg, probe=probe, timeout=args.timeout)
     print(json.dumps(info))

@@ -122,7 +122,7 @@ def _wait_ready(cfg: ServerConfig, probe, deadline: float, wrapper: subprocess.P
         except urllib.error.HTTPError as exc:
             # 404/503: the model or its worker is still loading; anything else is an answer.
             if exc.code not in (404, 503):
-                detail = exc.read().decode(errors="replace").strip()[:300]
+                detail = http_error_detail(exc)
                 raise UserError(f"Multi Model Server answered the probe with HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError, ValueError):
             pass
@@ -169,6 +169,16 @@ def predict(
         return json.loads(response.read())
 
 
+def http_error_detail(exc: urllib.error.HTTPError) -> str:
+    """MMS's error body on one line: its JSON "message" when it has one."""
+    body = exc.read().decode(errors="replace").strip()
+    try:
+        body = json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        pass
+    return " ".join(str(body).split())[:300]
+
+
 def register(
     management_url: str,
     archive: str,
@@ -199,7 +209,7 @@ def register(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace").strip()[:300]
+        detail = http_error_detail(exc)
         raise UserError(f"registering {archive} as '{name}' failed: HTTP {exc.code} {detail}") from None
 
 
@@ -209,7 +219,7 @@ def unregister(management_url: str, name: str, timeout: float = 60) -> None:
         with urllib.request.urlopen(request, timeout=timeout):
             pass
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace").strip()[:300]
+        detail = http_error_detail(exc)
         raise UserError(f"unregistering '{name}' failed: HTTP {exc.code} {detail}") from None
 
 

@@ -1,0 +1,1 @@
+"""Releases: quality gate, model cards, GTO tags, the model store, deployment to MMS."""
