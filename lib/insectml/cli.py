@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     from insectml import commands
     from insectml.detector import cli as detector_cli
     from insectml.fewshot import cli as fewshot_cli
+    from insectml.project import cli as project_cli
     from insectml.release import cli as release_cli
     from insectml.serving import cli as serving_cli
     from insectml.wingbeat import cli as wingbeat_cli
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     fewshot_cli.register(sub)
     serving_cli.register(sub)
     release_cli.register(sub)
+    project_cli.register(sub)
     return parser
 
 

@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="which demo sets to write, comma-separated (default: wingbeat,detector,fewshot)",
     )
     p.add_argument("--detector-images", type=int, default=240, help="box-labelled detector images (default: 240)")
+    p.add_argument(
+        "--fewshot-body-plans",
+        type=int,
+        default=0,
+        metavar="N",
+        help="few-shot: only the first N body plans, 6 classes each (default: 0, all 54)",
+    )
     p.add_argument("--seed", type=int, default=20240601, help="generator seed (default: 20240601)")
     p.set_defaults(func=_demo)
 
@@ -99,7 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
     if "fewshot" in families:
         from insectml.data.fewshot_demo import write_fewshot_demo
 
-        write_fewshot_demo(args.out / "fewshot", seed=args.seed)
+        write_fewshot_demo(args.out / "fewshot", seed=args.seed, body_plan_limit=args.fewshot_body_plans)
     print(args.out)
     return 0
 

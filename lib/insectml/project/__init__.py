@@ -1,0 +1,1 @@
+"""A project on this stack: the components it installs from the library."""
