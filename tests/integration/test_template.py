@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_jenkinsfile import make_targets, sh_steps
+from tests.unit.test_jenkinsfile import groovy_lint, make_targets, sh_steps
 
 pytestmark = pytest.mark.integration
 
@@ -85,22 +85,13 @@ def test_generated_project_layout(project):
     assert any((root.parent / "dvc-storage").rglob("*")), "dvc push wrote nothing to the remote"
 
 
-def test_generated_jenkinsfile_calls_only_make_targets_and_lints(project, repo_root, tool_env):
+def test_generated_jenkinsfile_calls_only_make_targets_and_lints(project, repo_root):
     family, root = project
     targets = make_targets(root)
     for a, b in sh_steps(root):
         words = (a or b).split()
         assert words[0] == "make" and words[1] in targets, f"{root / 'Jenkinsfile'}: `{a or b}`"
-    node = subprocess.run(["bash", str(repo_root / "env/setup.sh"), "--node-dir"], capture_output=True, text=True)
-    lint = Path(node.stdout.strip()) / "node_modules" / ".bin" / "npm-groovy-lint"
-    done = subprocess.run(
-        [str(lint), "--noserver", "--failon", "error", "--output", "txt", "Jenkinsfile"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        env=tool_env,
-        timeout=300,
-    )
+    done = groovy_lint(repo_root, root)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 

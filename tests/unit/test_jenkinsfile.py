@@ -1,6 +1,23 @@
 """The Jenkinsfile holds no logic: every `sh` step is one `make` target that exists."""
 
 import re
+import subprocess
+from pathlib import Path
+
+
+def groovy_lint(repo_root: Path, folder: Path) -> subprocess.CompletedProcess:
+    """npm-groovy-lint on ``folder``/Jenkinsfile, as `make lint` runs it (installed by make
+    setup from env/package-lock.json)."""
+    node = subprocess.run(["bash", str(repo_root / "env/setup.sh"), "--node-dir"], capture_output=True, text=True)
+    lint = Path(node.stdout.strip()) / "node_modules" / ".bin" / "npm-groovy-lint"
+    assert lint.is_file(), f"{lint} is missing: run 'make setup'"
+    return subprocess.run(
+        [str(lint), "--noserver", "--failon", "error", "--output", "txt", "Jenkinsfile"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def make_targets(repo_root) -> set[str]:
@@ -33,3 +50,8 @@ def test_no_credentials_in_the_repository(repo_root):
     text = (repo_root / "Jenkinsfile").read_text()
     assert "withCredentials" in text
     assert not re.search(r"(?i)(password|secret|token)\s*=\s*['\"][^'\"]+['\"]", text)
+
+
+def test_jenkinsfile_passes_npm_groovy_lint(repo_root):
+    done = groovy_lint(repo_root, repo_root)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
