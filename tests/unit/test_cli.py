@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -120,3 +122,11 @@ def test_every_command_has_help(run_cli):
     ):
         done = run_cli(*args)
         assert done.returncode == 0 and "usage:" in done.stdout
+
+
+def test_building_the_parser_does_not_import_torch(repo_root):
+    """Every pipeline task calls the CLI twice (its step, then `insectml versions`);
+    importing torch to build the parser cost ~2 s per call."""
+    code = "import sys; from insectml.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo_root / "lib", capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from insectml.errors import ConfigError
-from insectml.training.weights import load_matching_weights
+
+if TYPE_CHECKING:  # torch is imported when a detector is built, not when the CLI lists the names
+    import torch
 
 
 def _builder(name: str) -> Callable[..., torch.nn.Module]:
@@ -47,5 +48,7 @@ def create_detector(name: str, num_classes: int, image_size: int = 320, weights:
         raise ConfigError(f"unknown detector '{name}' (choose from: {', '.join(DETECTORS)})")
     model = DETECTORS[name](num_classes + 1, image_size)
     if weights is not None:
+        from insectml.training.weights import load_matching_weights
+
         load_matching_weights(model, weights, name)
     return model

@@ -10,7 +10,7 @@ from insectml.cli import add_manifest_args, add_resume_args, existing_dir, exist
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from insectml.fewshot.losses import LOSSES, MINERS
+    from insectml.fewshot.names import LOSSES, MINERS
 
     fewshot = sub.add_parser("fewshot", help="few labels, many similar classes → embedding, prototypes, clusters")
     steps = fewshot.add_subparsers(dest="step", metavar="STEP", required=True)

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from insectml.errors import ConfigError
-
-LOSSES = ("proto", "supcon", "arcface", "cosface")
-MINERS = ("none", "multisimilarity")
+from insectml.fewshot.names import LOSSES, MINERS
 
 
 class PrototypicalLoss(nn.Module):
