@@ -100,3 +100,10 @@ def test_cli_unknown_component_is_one_line(run_cli, library, project):
     done = run_cli("modules", "install", "wasp", "--library", library, "--project", project)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "wasp: no such component" in done.stderr
     assert not (project / "modules.json").exists()
+
+
+def test_a_refused_install_copies_nothing(library, project):
+    write(project / "conf/bee/params.config", "params { bee_epochs = 9 }\n")  # the project's own
+    with pytest.raises(UserError, match="differs from the library"):
+        install(Library(library), Project(project), "bee")
+    assert not (project / "modules").exists() and not (project / "modules.json").exists()

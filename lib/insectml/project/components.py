@@ -175,13 +175,16 @@ class Project:
         return {f: (sha256(self.root / f) if (self.root / f).is_file() else None) for f in entry["files"]}
 
 
-def _copy(library: Library, project: Project, component: Component, force: bool) -> None:
+def _refuse_conflicts(library: Library, project: Project, component: Component) -> None:
     for f in component.files:
         src, dest = library.root / f, project.root / f
-        if dest.is_file() and sha256(dest) != sha256(src) and not force:
+        if dest.is_file() and sha256(dest) != sha256(src):
             raise UserError(
                 f"{dest}: exists and differs from the library's {component.name}; use --force to replace it"
             )
+
+
+def _copy(library: Library, project: Project, component: Component) -> None:
     for f in component.files:
         dest = project.root / f
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -231,33 +234,35 @@ def build_schema(library: Library, project: Project) -> dict:
 
 def install(library: Library, project: Project, name: str, force: bool = False, update: bool = False) -> list[str]:
     """Install ``name`` and what it requires (or, with ``update``, bring them to the
-    library's version); return the names of the components that changed."""
-    changed = []
+    library's version); return the names of the components that changed. Every refusal
+    (a differing project file, a local edit) comes before anything is copied."""
+    plan = []
     for component in library.closure(name):
         entry = project.installed.get(component.name)
-        if entry and not update:
+        if entry is None:
+            if not force:
+                _refuse_conflicts(library, project, component)
+            plan.append(component)
             continue
-        if entry and update:
-            if entry["checksum"] == checksum(library.file_sums(component)) and all(
-                s == entry["files"].get(f) for f, s in project.current_sums(entry).items()
-            ):
-                continue
-            edited = [f for f, s in project.current_sums(entry).items() if s not in (None, entry["files"][f])]
-            if edited and not force:
-                raise UserError(
-                    f"{project.root / edited[0]}: edited in the project since it was installed; "
-                    "use --force to replace local changes"
-                )
-            force_this = True
-        else:
-            force_this = force
-        _copy(library, project, component, force_this)
-        changed.append(component.name)
+        if not update:
+            continue
+        current = project.current_sums(entry)
+        if entry["checksum"] == checksum(library.file_sums(component)) and current == entry["files"]:
+            continue  # up to date and untouched
+        edited = [f for f, s in current.items() if s not in (None, entry["files"][f])]
+        if edited and not force:
+            raise UserError(
+                f"{project.root / edited[0]}: edited in the project since it was installed; "
+                "use --force to replace local changes"
+            )
+        plan.append(component)
+    for component in plan:
+        _copy(library, project, component)
     project.record["library"] = {"name": "insectml", "source": library.source}
-    if any(library.components[c].schema_groups for c in changed):
+    if any(c.schema_groups for c in plan):
         (project.root / SCHEMA).write_text(json.dumps(build_schema(library, project), indent=2) + "\n")
     project.save()
-    return changed
+    return [c.name for c in plan]
 
 
 def check(library: Library, project: Project) -> list[Status]:
