@@ -27,9 +27,10 @@ MMS           ?= http://127.0.0.1:$(MGMT_PORT)
 MMS_INFERENCE ?= http://127.0.0.1:$(PORT)
 MMS_STORE     ?= $(OUTDIR)/serving/store
 MODEL_TAG     ?=
-SAMPLE_wingbeat := data/wingbeat/recordings/aedes_aegypti/aedes_aegypti_0000.wav
-SAMPLE_detector := data/detector/species/stink_bug/$(shell ls data/detector/species/stink_bug 2>/dev/null | head -1)
-SAMPLE_fewshot  := data/fewshot/images/$(shell ls data/fewshot/images 2>/dev/null | head -1)/$(shell ls data/fewshot/images/$$(ls data/fewshot/images 2>/dev/null | head -1) 2>/dev/null | head -1)
+# the smoke-test request for 'make deploy' (expanded only there)
+SAMPLE_wingbeat  = data/wingbeat/recordings/aedes_aegypti/aedes_aegypti_0000.wav
+SAMPLE_detector  = $(firstword $(wildcard data/detector/species/stink_bug/*.jpg))
+SAMPLE_fewshot   = $(firstword $(wildcard data/fewshot/images/*/*.png))
 SAMPLE        ?= $(SAMPLE_$(MODEL))
 
 .PHONY: help setup data demo run test test-fast test-integration test-slurm slurm-up slurm-down lint serve serve-stop lock clean train-cluster release push-tags deploy

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from insectml.errors import ConfigError, UserError
+from insectml.release.gate import semver
 from insectml.release.store import ModelStore
 
 CONTENT_TYPES = {".wav": "audio/wav", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
@@ -113,15 +114,8 @@ def rollback_target(repo: Path, name: str, management_url: str) -> tuple[str, st
     current = deployed_versions(management_url, name)
     if not current:
         raise ConfigError(f"nothing named {name} is deployed on {management_url}; nothing to roll back")
-    versions = sorted(
-        (v["version"] for v in gto.api.show(str(git_root(repo)), name)),
-        key=lambda v: tuple(int(x) for x in v.lstrip("v").split(".")),
-    )
-    older = [
-        v
-        for v in versions
-        if tuple(map(int, v.lstrip("v").split("."))) < tuple(map(int, current[-1].lstrip("v").split(".")))
-    ]
+    versions = sorted((v["version"] for v in gto.api.show(str(git_root(repo)), name)), key=semver)
+    older = [v for v in versions if semver(v) < semver(current[-1])]
     if not older:
         raise ConfigError(f"{name}@{current[-1]} is the first release; there is nothing to roll back to")
     return current[-1], older[-1]

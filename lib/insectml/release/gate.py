@@ -58,11 +58,17 @@ def check(
     return GateResult(not problems, bump, tuple(problems), tuple(comparison))
 
 
+def semver(version: str) -> tuple[int, int, int]:
+    """``v1.2.3`` as ``(1, 2, 3)``, for ordering versions."""
+    major, minor, patch = (int(x) for x in version.lstrip("v").split("."))
+    return major, minor, patch
+
+
 def next_version(previous: str | None, bump: str) -> str:
     """``v1.2.3`` bumped; the first release is ``v1.0.0``."""
     if previous is None:
         return "v1.0.0"
-    major, minor, patch = (int(x) for x in previous.lstrip("v").split("."))
+    major, minor, patch = semver(previous)
     if bump == "major":
         return f"v{major + 1}.0.0"
     if bump == "minor":
