@@ -107,3 +107,24 @@ def test_a_refused_install_copies_nothing(library, project):
     with pytest.raises(UserError, match="differs from the library"):
         install(Library(library), Project(project), "bee")
     assert not (project / "modules").exists() and not (project / "modules.json").exists()
+
+
+def test_a_git_library_at_a_tag(library, project):
+    import subprocess
+
+    from insectml.project.components import open_library
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(library), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "v1")
+    git("tag", "v1.2.3")
+    (library / "modules/bee/train/main.nf").write_text("process BEE_TRAIN { /* later */ }\n")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qam", "later")
+
+    tagged = open_library(str(library), ref="v1.2.3")
+    install(tagged, Project(project), "bee/train")
+    assert (project / "modules/bee/train/main.nf").read_text() == "process BEE_TRAIN {}\n"
+    assert json.loads((project / "modules.json").read_text())["library"]["source"] == f"{library}@v1.2.3"

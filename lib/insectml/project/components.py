@@ -19,8 +19,10 @@ of the installed components plus the project's own groups.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -124,11 +126,10 @@ class Library:
 def open_library(spec: str | None, ref: str | None = None) -> Library:
     """The library at ``spec``: a folder, a git URL (cloned, at ``ref``), or by default
     ``$INSECTML_LIBRARY`` or the checkout this package is imported from."""
-    import os
-
     spec = spec or os.environ.get("INSECTML_LIBRARY")
     if spec and ("://" in spec or spec.endswith(".git") or ref):
         target = Path(tempfile.mkdtemp(prefix="insectml-library-"))
+        atexit.register(shutil.rmtree, target, True)  # the clone is read, then dropped
         cmd = ["git", "clone", "-q", "--depth", "1", *(["--branch", ref] if ref else []), spec, str(target)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
