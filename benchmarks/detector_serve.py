@@ -45,14 +45,15 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from insectml.cli import _default_caches
+    from insectml.caches import default_caches
 
-    _default_caches()
+    default_caches()
     from insectml.detector.export import export_detector
     from insectml.detector.models import create_detector
     from insectml.detector.predict import DetectorPredictor, decode_image
+    from insectml.families import FAMILIES
     from insectml.serving.mms import ServerConfig, predict, start, stop
-    from insectml.serving.package import build_mar
+    from insectml.serving.package import package
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
@@ -76,13 +77,13 @@ def main() -> int:
 
         store = tmp / "store"
         written = export_detector(model_dir, tmp / "export", "det")
-        build_mar(
+        package(
+            FAMILIES["detector"],
             model_dir,
             "det",
-            "insectml.serving.detector_handler",
             store,
-            extra_files={"model.torchscript.pt": Path(written["torchscript"])},
-            serving={"score_threshold": 0.3},
+            {"torchscript": Path(written["torchscript"])},
+            {"score_threshold": 0.3},
         )
         served_dir = tmp / "served"
         served_dir.mkdir()

@@ -32,9 +32,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from insectml.cli import _default_caches
+    from insectml.caches import default_caches
 
-    _default_caches()
+    default_caches()
     from insectml.data.detector_demo import write_detector_demo
     from insectml.data.manifest import read_json, read_manifest
     from insectml.detector.data import DetectionSet, collate

@@ -28,12 +28,12 @@ def main() -> int:
     import numpy as np
     import soundfile as sf
     import torch
-    from insectml.cli import _default_caches
+    from insectml.caches import default_caches
 
-    _default_caches()
+    default_caches()
     from insectml.data.demo import SPECIES, write_wingbeat_demo
-    from insectml.wingbeat.features import FrontendConfig, log_mel
-    from insectml.wingbeat.frontend import batch_log_mel
+    from insectml.wingbeat.features import log_mel
+    from insectml.wingbeat.frontend import FrontendConfig, batch_log_mel
 
     torch.set_num_threads(args.threads)
     cfg = FrontendConfig()

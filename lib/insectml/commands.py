@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import existing_file
+from insectml.cliargs import add_option, existing_file
+from insectml.families import FAMILIES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,20 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "produces byte-identical files, so DVC tracks one version.",
     )
     p.add_argument("--out", type=Path, default=Path("data"), help="data folder (default: data)")
-    p.add_argument("--wingbeat-per-class", type=int, default=120, help="recordings per species (default: 120)")
-    p.add_argument(
-        "--families",
-        default="wingbeat,detector,fewshot",
-        help="which demo sets to write, comma-separated (default: wingbeat,detector,fewshot)",
-    )
-    p.add_argument("--detector-images", type=int, default=240, help="box-labelled detector images (default: 240)")
-    p.add_argument(
-        "--fewshot-body-plans",
-        type=int,
-        default=0,
-        metavar="N",
-        help="few-shot: only the first N body plans, 6 classes each (default: 0, all 54)",
-    )
+    names = ",".join(FAMILIES)
+    p.add_argument("--families", default=names, help=f"which demo sets to write, comma-separated (default: {names})")
+    for family in FAMILIES.values():
+        add_option(p, family.demo_size, metavar="N")
     p.add_argument("--seed", type=int, default=20240601, help="generator seed (default: 20240601)")
     p.set_defaults(func=_demo)
 
@@ -50,6 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = params_sub.add_parser("help", help="print every pipeline parameter with its default and help")
     p.add_argument("--schema", type=existing_file, required=True, help="nextflow_schema.json")
     p.set_defaults(func=_params_help)
+    p = params_sub.add_parser(
+        "generate",
+        help="write nextflow_schema.json and the params.config files from the parameter declarations",
+        description="Every pipeline parameter is declared once (lib/insectml/schema.py for the run-wide "
+        "groups, lib/insectml/<family>/family.py for a family's); this writes the files derived from them. "
+        "--check only lists the stale ones (exit 1), as the test does.",
+    )
+    p.add_argument("--root", type=Path, default=Path("."), help="the repository (default: .)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is stale")
+    p.set_defaults(func=_params_generate)
 
     sweep = sub.add_parser("sweep", help="hyperparameter sweeps (--sweep conf/sweeps/<name>.yaml)")
     sweep_sub = sweep.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "select",
         help="table the trained configurations and pick the best by validation metric",
     )
-    p.add_argument("--task", required=True, help="the swept family (wingbeat, fewshot)")
+    p.add_argument("--task", required=True, choices=list(FAMILIES), help="the swept family")
     p.add_argument("--plan", type=existing_file, required=True, help="the JSON printed by 'sweep plan'")
     p.add_argument("--models", type=Path, nargs="+", required=True, help="trained model folders")
     p.add_argument("--ids", nargs="+", required=True, help="the configuration id of each model folder, in order")
@@ -87,26 +88,12 @@ def _demo(args: argparse.Namespace) -> int:
     from insectml.errors import ConfigError
 
     families = {f.strip() for f in args.families.split(",") if f.strip()}
-    unknown = families - {"wingbeat", "detector", "fewshot"}
+    unknown = families - set(FAMILIES)
     if unknown:
-        raise ConfigError(f"--families: unknown {', '.join(sorted(unknown))} (choose from wingbeat, detector, fewshot)")
-    if "wingbeat" in families:
-        from insectml.data.demo import write_wingbeat_demo
-
-        write_wingbeat_demo(args.out / "wingbeat", per_class=args.wingbeat_per_class, seed=args.seed)
-    if "detector" in families:
-        from insectml.data.detector_demo import write_detector_demo
-
-        write_detector_demo(
-            args.out / "detector",
-            n_box_images=args.detector_images,
-            n_species_images=args.detector_images // 2,
-            seed=args.seed,
-        )
-    if "fewshot" in families:
-        from insectml.data.fewshot_demo import write_fewshot_demo
-
-        write_fewshot_demo(args.out / "fewshot", seed=args.seed, body_plan_limit=args.fewshot_body_plans)
+        raise ConfigError(f"--families: unknown {', '.join(sorted(unknown))} (choose from {', '.join(FAMILIES)})")
+    for family in FAMILIES.values():
+        if family.name in families:
+            family.demo(args.out / family.name, getattr(args, family.demo_size.dest), args.seed)
     print(args.out)
     return 0
 
@@ -142,6 +129,19 @@ def _params_help(args: argparse.Namespace) -> int:
     from insectml.params import help_text
 
     print(help_text(args.schema))
+    return 0
+
+
+def _params_generate(args: argparse.Namespace) -> int:
+    from insectml import schema
+
+    if args.check:
+        stale = schema.stale(args.root)
+        for path in stale:
+            print(f"stale: {path} (run 'insectml params generate')")
+        return 1 if stale else 0
+    for path in schema.write(args.root):
+        print(f"wrote {path}")
     return 0
 
 

@@ -31,40 +31,19 @@ from pathlib import Path
 
 from insectml.errors import ConfigError, InputFileError
 
-# The params each family's training step reads: only these can be swept (a param of an
-# earlier step would change data every configuration shares).
-SWEEPABLE = {
-    "wingbeat": [
-        "seed",
-        "wingbeat_epochs",
-        "wingbeat_batch_size",
-        "wingbeat_lr",
-        "wingbeat_patience",
-        "wingbeat_backbone",
-        "wingbeat_feature_model",
-        "wingbeat_model_params",
-    ],
-    "fewshot": [
-        "seed",
-        "fewshot_backbone",
-        "fewshot_dim",
-        "fewshot_image_size",
-        "fewshot_loss",
-        "fewshot_miner",
-        "fewshot_epochs",
-        "fewshot_classes_per_batch",
-        "fewshot_per_class",
-        "fewshot_lr",
-        "fewshot_patience",
-    ],
-}
 
-# Where each family's model folder keeps the validation metric the sweep maximises.
-METRICS = {
-    "wingbeat": ("val", "macro_f1"),
-    "fewshot": ("best_val_episode_acc",),
-}
-WINGBEAT_MODELS = ("features", "cnn", "gru", "transformer")
+def _sweepable() -> dict[str, tuple[str, ...]]:
+    """Family -> the params its sweeps may vary (the families that declare a sweep metric)."""
+    from insectml.families import FAMILIES
+    from insectml.runparams import GENERAL
+
+    return {f.name: f.sweepable(GENERAL) for f in FAMILIES.values() if f.sweep_metric}
+
+
+def _family(task: str):
+    from insectml.families import FAMILIES
+
+    return FAMILIES[task]
 
 
 def load_sweep(path: Path) -> dict:
@@ -99,13 +78,14 @@ def plan(path: Path, schema: Path, params: dict) -> dict:
     if unknown:
         raise bad(unknown[0], "unknown field (expected task, model, method, samples, seed, params)")
     task = spec.get("task")
-    if task not in SWEEPABLE:
-        raise bad("task", f"{task!r} cannot be swept (choose from {', '.join(SWEEPABLE)})")
-    model = spec.get("model")
-    if task == "wingbeat" and model not in WINGBEAT_MODELS:
-        raise bad("model", f"{model!r} is not a wingbeat model ({', '.join(WINGBEAT_MODELS)})")
-    if task != "wingbeat" and model is not None:
-        raise bad("model", f"only wingbeat sweeps name a model, not {task}")
+    sweepable = _sweepable()
+    if task not in sweepable:
+        raise bad("task", f"{task!r} cannot be swept (choose from {', '.join(sweepable)})")
+    model, members = spec.get("model"), _family(task).members
+    if members and model not in members:
+        raise bad("model", f"{model!r} is not a {task} model ({', '.join(members)})")
+    if not members and model is not None:
+        raise bad("model", f"{task} trains one model; only families of several name one in a sweep")
     method = spec.get("method", "grid")
     if method not in ("grid", "random"):
         raise bad("method", f"{method!r} is not grid or random")
@@ -113,8 +93,8 @@ def plan(path: Path, schema: Path, params: dict) -> dict:
     if not isinstance(space, dict) or not space:
         raise bad("params", "must map at least one pipeline param to its values")
     for name, values in space.items():
-        if name not in SWEEPABLE[task]:
-            raise bad(f"params.{name}", f"not a {task} training param (sweepable: {', '.join(SWEEPABLE[task])})")
+        if name not in sweepable[task]:
+            raise bad(f"params.{name}", f"not a {task} training param (sweepable: {', '.join(sweepable[task])})")
         if isinstance(values, dict):
             if method == "grid":
                 raise bad(f"params.{name}", "a range needs method: random; grid takes a list of values")
@@ -147,7 +127,7 @@ def plan(path: Path, schema: Path, params: dict) -> dict:
         except ParamsError as exc:
             raise bad(f"params (configuration {i})", exc.problems[0]) from None
         configs.append({"id": f"c{len(configs) + 1:02d}", "params": overrides})
-    return {"task": task, "model": model, "metric": ".".join(METRICS[task]), "configs": configs}
+    return {"task": task, "model": model, "metric": ".".join(_family(task).sweep_metric), "configs": configs}
 
 
 def _draw(values, rng: random.Random):
@@ -167,8 +147,10 @@ def select(task: str, model_dirs: list[Path], ids: list[str], configs: list[dict
     """Write ``sweep.csv``, ``sweep.json``, ``sweep.png`` and ``best.txt`` into ``out``;
     return the best configuration's id (highest validation metric; ties: lowest id).
     ``ids[i]`` is the configuration ``model_dirs[i]`` was trained with."""
-    if task not in METRICS:
-        raise ConfigError(f"--task: {task} has no sweep metric (choose from {', '.join(METRICS)})")
+    sweepable = _sweepable()
+    if task not in sweepable:
+        raise ConfigError(f"--task: {task} has no sweep metric (choose from {', '.join(sweepable)})")
+    metric = _family(task).sweep_metric
     if len(ids) != len(model_dirs):
         raise ConfigError(f"--ids: {len(ids)} ids for {len(model_dirs)} model folders")
     by_id = {c["id"]: c["params"] for c in configs}
@@ -176,7 +158,7 @@ def select(task: str, model_dirs: list[Path], ids: list[str], configs: list[dict
     for config_id, d in zip(ids, model_dirs, strict=True):
         metrics = _read(d / "train_metrics.json")
         value = metrics
-        for key in METRICS[task]:
+        for key in metric:
             value = value.get(key) if isinstance(value, dict) else None
         rows.append(
             {
@@ -206,7 +188,7 @@ def select(task: str, model_dirs: list[Path], ids: list[str], configs: list[dict
                     r["best_epoch"],
                 ]
             )
-    summary = {"task": task, "metric": ".".join(METRICS[task]), "best": best, "configs": rows}
+    summary = {"task": task, "metric": ".".join(metric), "best": best, "configs": rows}
     (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "best.txt").write_text(best + "\n")
     _plot(rows, summary["metric"], out / "sweep.png")

@@ -34,9 +34,12 @@ def detector_server(detector_run, run_cli, tmp_path_factory, repo_root):
     scores low), loaded at start-up, and the same archive registered with batching."""
     state = tmp_path_factory.mktemp("mms-detector")
     store = state / "store"
+    target = detector_run / "models" / "target"
+    done = run_cli("detector", "export", "--model", target, "--name", "target", "--out", store)
+    assert done.returncode == 0, done.stderr[-2000:]
     done = run_cli(
-        "detector", "export", "--model", detector_run / "models" / "target", "--name", "target",
-        "--score-threshold", "0", "--out", store,
+        "package", "detector", "--model", target, "--torchscript", store / "target.torchscript.pt",
+        "--name", "target", "--score-threshold", "0", "--out", store,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     cfg = ServerConfig(

@@ -82,7 +82,7 @@ def test_enrolled_class_is_recognised_by_the_served_model(fewshot_run, repo_root
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
         done = run_cli(
-            "fewshot", "package", "--model", model, "--gallery", tmp_path / "gallery_v2",
+            "package", "fewshot", "--model", model, "--gallery", tmp_path / "gallery_v2",
             "--name", "fewshot_v2", "--out", store,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]

@@ -22,7 +22,7 @@ def server(nf_test_run, repo_root, tmp_path_factory, run_cli):
     store.mkdir()
     shutil.copy(cwd / "results/wingbeat/archive/wingbeat.mar", store)
     done = run_cli(
-        "wingbeat", "package", "--model", cwd / "results/wingbeat/models/gru", "--name", "wingbeat_gru", "--out", store
+        "package", "wingbeat", "--model", cwd / "results/wingbeat/models/gru", "--name", "wingbeat_gru", "--out", store
     )
     assert done.returncode == 0, done.stderr
     cfg = ServerConfig(

@@ -1,5 +1,6 @@
 import numpy as np
-from insectml.wingbeat.features import FrontendConfig, engineered_features, feature_names, fit_length, log_mel
+from insectml.wingbeat.features import engineered_features, feature_names, log_mel
+from insectml.wingbeat.frontend import FrontendConfig, fit_length
 
 
 def tone(f0=450.0, seconds=0.8, sr=8000):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 from insectml.data.demo import SPECIES, _event_background, synthesise
-from insectml.wingbeat.features import FrontendConfig, log_mel
-from insectml.wingbeat.frontend import batch_log_mel
+from insectml.wingbeat.features import log_mel
+from insectml.wingbeat.frontend import FrontendConfig, batch_log_mel
 
 # The documented bounds of our batched log-mel vs librosa's, same parameters (dB).
 MAX_ABS_DB = {torch.float32: 1e-3, torch.float64: 1e-4}

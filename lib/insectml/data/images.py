@@ -1,8 +1,13 @@
-"""Decoding image bytes that come from users (request bodies, uploaded files)."""
+"""Reading images that come from users: decoding request bodies and uploaded files
+(:func:`open_image`), and checking image files before a family trains on them
+(:func:`check_image`)."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
+
+import numpy as np
 
 from insectml.errors import UserError
 
@@ -26,3 +31,33 @@ def open_image(body: bytes, name: str = "request body", min_side: int = 8):
     if rgb.width < min_side or rgb.height < min_side:
         raise UserError(f"{name}: image is {rgb.width}x{rgb.height} px; at least {min_side}x{min_side} expected")
     return rgb
+
+
+def dhash(image, size: int = 8) -> int:
+    """Difference hash: 64 bits from horizontal gradients of a 9×8 grey thumbnail."""
+    from PIL import Image
+
+    grey = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
+    bits = (grey[:, 1:] > grey[:, :-1]).ravel()
+    return int(sum(1 << i for i, b in enumerate(bits) if b))
+
+
+def check_image(path: Path, name: str) -> tuple[tuple[int, int] | None, int | None, str | None]:
+    """(width, height), dHash, problem: the image must open and decode completely."""
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    if path.stat().st_size == 0:
+        return None, None, f"{name}: empty file (0 bytes)"
+    # Some libraries (the supervisely SDK among them) switch on PIL's tolerance of
+    # truncated files process-wide; validation must not inherit it.
+    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.size, dhash(image), None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        text = " ".join(str(exc).replace(str(path), "").replace("''", "").split())[:120]
+        kind = "truncated image" if "truncated" in text else "not a readable image"
+        return None, None, f"{name}: {kind} ({text})"
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant

@@ -16,6 +16,7 @@ import torch
 
 from insectml.data.manifest import read_json, read_manifest, write_manifest
 from insectml.detector.evaluate import load_detector
+from insectml.detector.family import PARAMS as P
 from insectml.errors import ConfigError
 
 
@@ -26,8 +27,8 @@ class PseudoLabelConfig:
     dataset: Path
     root: Path
     out_dir: Path
-    threshold: float = 0.5
-    keep: str = "top1"  # top1 | all
+    threshold: float = P.default("detector_pseudo_threshold")
+    keep: str = P.default("detector_pseudo_keep")  # top1 | all
 
 
 def pseudo_label(cfg: PseudoLabelConfig) -> dict:

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from insectml.data.images import check_image
 from insectml.data.manifest import content_version, file_digest, split_counts, write_manifest
 from insectml.data.split import grouped_split
+from insectml.detector.family import PARAMS as P
 from insectml.detector.supervisely_io import ImageRecord, read_species_folders, read_supervisely
 from insectml.errors import ValidationFailed
+from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
 
@@ -33,42 +36,16 @@ class DetectorValidateConfig:
     supervisely: Path | None = None
     species: Path | None = None
     classes: tuple[str, ...] = ()  # empty: the Supervisely project's classes
-    box_policy: str = "clip"  # clip | reject
-    near_duplicate_bits: int = 4  # dHash Hamming distance at or below which images are near-duplicates
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    seed: int = 42
-    max_images: int = 0  # keep at most N box-labelled and N species images, seeded (0 = all)
-
-
-def dhash(image, size: int = 8) -> int:
-    """Difference hash: 64 bits from horizontal gradients of a 9×8 grey thumbnail."""
-    from PIL import Image
-
-    grey = np.asarray(image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS), dtype=np.int16)
-    bits = (grey[:, 1:] > grey[:, :-1]).ravel()
-    return int(sum(1 << i for i, b in enumerate(bits) if b))
-
-
-def check_image(path: Path, name: str) -> tuple[tuple[int, int] | None, int | None, str | None]:
-    """(width, height), dHash, problem: the image must open and decode completely."""
-    from PIL import Image, ImageFile, UnidentifiedImageError
-
-    if path.stat().st_size == 0:
-        return None, None, f"{name}: empty file (0 bytes)"
-    # Some libraries (the supervisely SDK among them) switch on PIL's tolerance of
-    # truncated files process-wide; validation must not inherit it.
-    tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.size, dhash(image), None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        text = " ".join(str(exc).replace(str(path), "").replace("''", "").split())[:120]
-        kind = "truncated image" if "truncated" in text else "not a readable image"
-        return None, None, f"{name}: {kind} ({text})"
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
+    box_policy: str = P.default("detector_box_policy")  # clip | reject
+    near_duplicate_bits: int = P.default(
+        "detector_near_duplicate_bits"
+    )  # dHash Hamming distance at or below which images are near-duplicates
+    val_fraction: float = P.default("detector_val_fraction")
+    test_fraction: float = P.default("detector_test_fraction")
+    seed: int = GENERAL.default("seed")
+    max_images: int = P.default(
+        "detector_max_images"
+    )  # keep at most N box-labelled and N species images, seeded (0 = all)
 
 
 def fix_boxes(record: ImageRecord, size: tuple[int, int], policy: str) -> tuple[list[str], list[str]]:

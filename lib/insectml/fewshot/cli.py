@@ -1,4 +1,4 @@
-"""``insectml fewshot …``: validate, train, evaluate, gallery, enrol, predict, package."""
+"""``insectml fewshot …``: validate, train, evaluate, gallery, enrol, predict."""
 
 from __future__ import annotations
 
@@ -6,13 +6,24 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import add_manifest_args, add_resume_args, existing_dir, existing_file
+from insectml.cliargs import (
+    LOOP_PARAMS,
+    add_loop_args,
+    add_manifest_args,
+    add_param,
+    add_step_params,
+    existing_dir,
+    existing_file,
+    step_settings,
+)
+from insectml.fewshot.family import FAMILY
+from insectml.runparams import GENERAL
+
+P = FAMILY.group
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from insectml.fewshot.names import LOSSES, MINERS
-
-    fewshot = sub.add_parser("fewshot", help="few labels, many similar classes → embedding, prototypes, clusters")
+    fewshot = sub.add_parser(FAMILY.name, help=FAMILY.help)
     steps = fewshot.add_subparsers(dest="step", metavar="STEP", required=True)
 
     p = steps.add_parser(
@@ -26,11 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
     p.add_argument("--images", type=existing_dir, help="<class>/<image> folders")
     p.add_argument("--labels", type=Path, help="CSV with columns path,label (paths relative to --root)")
-    p.add_argument("--val-fraction", type=float, default=0.15, help="share of classes for validation (default: 0.15)")
-    p.add_argument("--test-fraction", type=float, default=0.25, help="share of classes for test (default: 0.25)")
-    p.add_argument("--support", type=int, default=2, help="support images per novel class, at most n-1 (default: 2)")
-    p.add_argument("--max-classes", type=int, default=0, help="keep at most N classes, seeded (0 = all)")
-    p.add_argument("--seed", type=int, default=42, help="split seed (default: 42)")
+    add_step_params(p, P, "validate")
+    add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_validate)
 
@@ -42,25 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "5-way 1-shot episode accuracy over the novel validation classes.",
     )
     add_manifest_args(p)
-    p.add_argument("--backbone", default="resnet10t", help="timm model name (default: resnet10t)")
-    p.add_argument("--weights", type=Path, help="local state dict (backbone or whole embedder); nothing is downloaded")
-    p.add_argument("--dim", type=int, default=128, help="embedding size (default: 128)")
-    p.add_argument("--image-size", type=int, default=64, help="input side in pixels (default: 64)")
-    p.add_argument("--loss", choices=LOSSES, default="proto", help="metric-learning loss (default: proto)")
-    p.add_argument("--miner", choices=MINERS, default="none", help="pair miner for supcon/arcface/cosface")
-    p.add_argument("--shots", type=int, default=1, help="proto: support images per class in an episode (default: 1)")
-    p.add_argument("--classes-per-batch", type=int, default=16, help="classes per batch/episode (default: 16)")
-    p.add_argument("--per-class", type=int, default=3, help="images per class in a batch (default: 3)")
-    p.add_argument("--epochs", type=int, default=40, help="most epochs (default: 40)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (default: 0.001)")
-    p.add_argument(
-        "--patience", type=int, default=10, help="epochs without better val episode accuracy before stopping"
-    )
-    p.add_argument("--val-episodes", type=int, default=300, help="validation episodes per epoch (default: 300)")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
-    add_resume_args(p)
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    add_step_params(p, P, "train", skip=tuple(f"fewshot_{n}" for n in LOOP_PARAMS))
+    add_loop_args(p, P, GENERAL)
     p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
     p.set_defaults(func=_train)
 
@@ -73,9 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     add_manifest_args(p)
-    p.add_argument("--episodes", type=int, default=600, help="episodes per N-way K-shot setting (default: 600)")
-    p.add_argument("--map", choices=["tsne", "umap"], default="tsne", help="2-D embedding map method (default: tsne)")
-    p.add_argument("--seed", type=int, default=42, help="episode and open-set seed (default: 42)")
+    add_step_params(p, P, "evaluate")
+    add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default: evaluation)")
     p.add_argument(
         "--sweep", type=existing_file, help="sweep.json of a sweep this model won: its table goes into the report"
@@ -98,21 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = steps.add_parser("predict", help="top-k classes (or unknown) for image files")
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     p.add_argument("--gallery", type=existing_dir, required=True, help="gallery folder")
-    p.add_argument("--top-k", type=int, default=5, help="classes per answer (default: 5)")
+    add_param(p, P, "fewshot_top_k", help="classes per answer (default: 5)")
     p.add_argument("images", nargs="+", type=Path, help="JPEG/PNG files")
     p.set_defaults(func=_predict)
-
-    p = steps.add_parser(
-        "package",
-        help="a .mar holding the embedder and a gallery",
-        description="Pack the model folder and GALLERY into OUT/NAME.mar; POST an image → top-k classes or unknown.",
-    )
-    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
-    p.add_argument("--gallery", type=existing_dir, required=True, help="gallery folder")
-    p.add_argument("--name", default="fewshot", help="archive and model name (default: fewshot)")
-    p.add_argument("--top-k", type=int, default=5, help="classes per served answer (default: 5)")
-    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
-    p.set_defaults(func=_package)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -124,11 +102,8 @@ def _validate(args: argparse.Namespace) -> int:
             out_dir=args.out,
             images=args.images,
             labels=args.labels,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-            support=args.support,
-            max_classes=args.max_classes,
             seed=args.seed,
+            **step_settings(args, P, "validate"),
         )
     )
     print(json.dumps({k: dataset[k] for k in ("n_images", "classes_per_split", "images_per_split")}))
@@ -136,7 +111,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from insectml.cliargs import loop_settings
     from insectml.fewshot.train import FewshotTrainConfig, train_fewshot
+    from insectml.training.loop import LoopConfig
 
     result = train_fewshot(
         FewshotTrainConfig(
@@ -151,17 +128,10 @@ def _train(args: argparse.Namespace) -> int:
             loss=args.loss,
             miner=args.miner,
             shots=args.shots,
-            epochs=args.epochs,
             classes_per_batch=args.classes_per_batch,
             per_class=args.per_class,
-            lr=args.lr,
-            patience=args.patience,
             val_episodes=args.val_episodes,
-            seed=args.seed,
-            threads=args.threads,
-            resume=args.resume,
-            checkpoint_dir=args.checkpoint_dir,
-            device=args.device,
+            loop=LoopConfig(**loop_settings(args)),
         )
     )
     print(json.dumps({k: v for k, v in result.items() if k.startswith("best")}))
@@ -233,21 +203,4 @@ def _predict(args: argparse.Namespace) -> int:
     predictor = FewshotPredictor(args.model, args.gallery)
     for path, answer in zip(args.images, predictor.predict(_read_images(args.images), args.top_k), strict=True):
         print(json.dumps({"file": str(path), **answer}))
-    return 0
-
-
-def _package(args: argparse.Namespace) -> int:
-    from insectml.fewshot.gallery import Gallery
-    from insectml.serving.package import build_mar
-
-    Gallery.load(args.gallery)  # a clear error before packing a broken gallery
-    mar = build_mar(
-        args.model,
-        args.name,
-        "insectml.serving.fewshot_handler",
-        args.out,
-        extra_files={f"gallery/{n}": args.gallery / n for n in ("gallery.npz", "gallery.json")},
-        serving={"top_k": args.top_k},
-    )
-    print(mar)
     return 0

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from insectml.data.images import check_image
 from insectml.data.manifest import content_version, file_digest, write_manifest
-from insectml.detector.validate import check_image
 from insectml.errors import ConfigError, InputFileError, ValidationFailed
+from insectml.fewshot.family import PARAMS as P
+from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -27,11 +29,11 @@ class FewshotValidateConfig:
     out_dir: Path
     images: Path | None = None  # <class>/<image> folders
     labels: Path | None = None  # CSV with path,label (paths relative to root)
-    val_fraction: float = 0.15  # share of classes held out for validation (novel)
-    test_fraction: float = 0.25  # share of classes held out for test (novel)
-    support: int = 2  # support images per novel class (at most n − 1)
-    max_classes: int = 0  # keep at most N classes, seeded (0 = all)
-    seed: int = 42
+    val_fraction: float = P.default("fewshot_val_fraction")  # share of classes held out for validation (novel)
+    test_fraction: float = P.default("fewshot_test_fraction")  # share of classes held out for test (novel)
+    support: int = P.default("fewshot_support")  # support images per novel class (at most n − 1)
+    max_classes: int = P.default("fewshot_max_classes")  # keep at most N classes, seeded (0 = all)
+    seed: int = GENERAL.default("seed")
 
 
 def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:

@@ -1,14 +1,18 @@
 """The library's installable components, and a project's record of what it installed.
 
-The library (a checkout of this repository) offers three kinds of component:
+The library (a checkout of this repository) offers four kinds of component:
 
 - **module** ``<family>/<step>``: ``modules/<family>/<step>/`` (one Nextflow process);
+- **subworkflow** ``<name>``: ``subworkflows/local/<name>/`` (wiring shared by
+  workflows, e.g. ``sweep_best``) and, as requirements, the modules it includes;
 - **workflow** ``<family>``: ``workflows/<family>.nf``, its configuration
   ``conf/<family>/*.config``, its example sweeps ``conf/sweeps/<family>_*.yaml``, the
   params group ``<family>`` of ``nextflow_schema.json``, and (as requirements) every
-  module it includes;
-- **base** ``base``: ``conf/*.config`` (resources, Slurm, GPU and test profiles,
-  publishing, run reports) and the params groups ``general`` and ``cluster``.
+  module and subworkflow it includes;
+- **base** ``base``: ``conf/*.config`` (resources, the profiles, Slurm, GPU, publishing,
+  run reports), the pipeline utilities ``subworkflows/local/utils_*/`` (params
+  validation and help, the sweep plan, input channels, completion) that a project's
+  ``train_evaluate.nf`` includes, and the params groups ``general`` and ``cluster``.
 
 A project records each installed component in ``modules.json`` (the idea of nf-core's
 module tooling): the library version and commit it came from and the sha256 of each file,
@@ -35,13 +39,23 @@ from insectml.errors import ConfigError, InputFileError, UserError
 MODULES_JSON = "modules.json"
 SCHEMA = "nextflow_schema.json"
 BASE_GROUPS = ("general", "cluster")
-_INCLUDE = re.compile(r"""^include\s*\{[^}]*\}\s*from\s*['"]\.\./modules/([\w/]+)/main['"]""", re.MULTILINE)
+# include { X } from '../modules/<family>/<step>/main' or '../subworkflows/local/<name>/main'
+# (from a subworkflow: '../../../modules/…'); group 1 is the kind, group 2 the component name.
+_INCLUDE = re.compile(
+    r"""^include\s*\{[^}]*\}\s*from\s*['"](?:\.\./)+(modules|subworkflows/local)/([\w/]+)/main['"]""", re.MULTILINE
+)
+UTILS = "utils_"  # subworkflows/local/utils_*: pipeline utilities, part of 'base'
+
+
+def _requires(script: Path) -> tuple[str, ...]:
+    """The components a Nextflow script includes, in order of their include lines."""
+    return tuple(dict.fromkeys(name for _, name in _INCLUDE.findall(script.read_text())))
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
-    kind: str  # module, workflow, base
+    kind: str  # module, subworkflow, workflow, base
     files: tuple[str, ...]  # paths relative to the library (and the project) root
     requires: tuple[str, ...] = ()
     schema_groups: tuple[str, ...] = ()
@@ -86,14 +100,22 @@ class Library:
             name = folder.relative_to(self.root / "modules").as_posix()
             files = tuple(p.relative_to(self.root).as_posix() for p in sorted(folder.rglob("*")) if p.is_file())
             found[name] = Component(name, "module", files)
+        for main in sorted((self.root / "subworkflows" / "local").glob("*/main.nf")):
+            folder = main.parent
+            if folder.name.startswith(UTILS):
+                continue
+            files = tuple(p.relative_to(self.root).as_posix() for p in sorted(folder.rglob("*")) if p.is_file())
+            found[folder.name] = Component(folder.name, "subworkflow", files, _requires(main))
         for wf in sorted((self.root / "workflows").glob("*.nf")):
             family = wf.stem
             files = [wf.relative_to(self.root).as_posix()]
             files += [p.relative_to(self.root).as_posix() for p in sorted((self.root / "conf" / family).glob("*"))]
             files += [p.relative_to(self.root).as_posix() for p in sorted(self.root.glob(f"conf/sweeps/{family}_*"))]
-            requires = tuple(dict.fromkeys(_INCLUDE.findall(wf.read_text())))
-            found[family] = Component(family, "workflow", tuple(files), requires, (family,))
-        base = tuple(p.relative_to(self.root).as_posix() for p in sorted((self.root / "conf").glob("*.config")))
+            found[family] = Component(family, "workflow", tuple(files), _requires(wf), (family,))
+        base = [p.relative_to(self.root).as_posix() for p in sorted((self.root / "conf").glob("*.config"))]
+        for folder in sorted((self.root / "subworkflows" / "local").glob(f"{UTILS}*")):
+            base += [p.relative_to(self.root).as_posix() for p in sorted(folder.rglob("*")) if p.is_file()]
+        base = tuple(base)
         found["base"] = Component("base", "base", base, (), BASE_GROUPS)
         return found
 

@@ -13,13 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from insectml.errors import InputFileError
-
-# family -> headline metric names, the first is the one a release must not lose
-HEADLINES = {
-    "wingbeat": ("macro_f1", "accuracy"),
-    "detector": ("map_50", "map"),
-    "fewshot": ("top1", "top5", "episodes_5way_1shot", "open_set_auroc"),
-}
+from insectml.families import FAMILIES
 
 
 @dataclass
@@ -88,8 +82,9 @@ def load_candidate(results: Path) -> Candidate:
         labels = _json(evaluation / "gallery" / "gallery.json", "gallery").get("classes", [])
     else:
         labels = json.loads((model_dir / "labels.json").read_text()) if (model_dir / "labels.json").is_file() else []
-    headline = {k: float(flat[k]) for k in HEADLINES[family] if flat.get(k) is not None}
-    if HEADLINES[family][0] not in headline:
-        raise InputFileError(evaluation / "metrics.json", f"no {HEADLINES[family][0]} (the release's headline metric)")
+    names = FAMILIES[family].headline
+    headline = {k: float(flat[k]) for k in names if flat.get(k) is not None}
+    if names[0] not in headline:
+        raise InputFileError(evaluation / "metrics.json", f"no {names[0]} (the release's headline metric)")
     plots = sorted(evaluation.glob("*.png"))
     return Candidate(family, results, archive, model_dir, lineage, metrics, headline, sorted(labels), plots)

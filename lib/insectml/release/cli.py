@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from insectml.cli import existing_dir
+from insectml.cliargs import existing_dir
 
 
 def default_store() -> str:

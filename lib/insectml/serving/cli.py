@@ -1,4 +1,4 @@
-"""``insectml serve start|stop``: Multi Model Server on loopback."""
+"""``insectml serve start|stop``: Multi Model Server on loopback; ``insectml package``: its archives."""
 
 from __future__ import annotations
 
@@ -6,10 +6,29 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import existing_dir, existing_file
+from insectml.cliargs import add_param, existing_dir, existing_file
+from insectml.families import FAMILIES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "package",
+        help="build a Multi Model Server archive (.mar) of a family's model",
+        description="Pack the model folder, the insectml library and the family's handler (plus the "
+        "detector's TorchScript export or the few-shot gallery) into OUT/NAME.mar.",
+    )
+    p.add_argument("family", choices=list(FAMILIES), help="the model's family")
+    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
+    p.add_argument("--name", help="model name in the server's URL (default: the family's name)")
+    p.add_argument("--out", type=Path, default=Path("."), help="folder for NAME.mar (default: .)")
+    g = p.add_argument_group("detector")
+    g.add_argument("--torchscript", type=existing_file, help="NAME.torchscript.pt from 'insectml detector export'")
+    add_param(g, FAMILIES["detector"].group, "detector_score_threshold")
+    g = p.add_argument_group("fewshot")
+    g.add_argument("--gallery", type=existing_dir, help="gallery folder from 'insectml fewshot evaluate' or 'enrol'")
+    add_param(g, FAMILIES["fewshot"].group, "fewshot_top_k")
+    p.set_defaults(func=_package)
+
     serve = sub.add_parser("serve", help="start or stop Multi Model Server (127.0.0.1)")
     actions = serve.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -43,6 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--state", type=Path, default=Path("serving"), help="state folder given to 'start' (default: serving)"
     )
     p.set_defaults(func=_stop)
+
+
+def _package(args: argparse.Namespace) -> int:
+    from insectml.serving.package import package
+
+    extras = {"torchscript": args.torchscript, "gallery": args.gallery}
+    settings = {"score_threshold": args.score_threshold, "top_k": args.top_k}
+    print(package(FAMILIES[args.family], args.model, args.name or args.family, args.out, extras, settings))
+    return 0
 
 
 def _start(args: argparse.Namespace) -> int:

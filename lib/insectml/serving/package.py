@@ -10,7 +10,38 @@ import tempfile
 from pathlib import Path
 
 import insectml
-from insectml.errors import InputFileError, UserError
+from insectml.errors import ConfigError, InputFileError, UserError
+from insectml.spec import Family
+
+# What each family's archive holds besides the model folder: extra inputs (flag -> their
+# names inside the archive) and the handler's settings (serving.json).
+_EXTRAS = {
+    "detector": {"torchscript": lambda p: {"model.torchscript.pt": p}},
+    "fewshot": {"gallery": lambda p: {f"gallery/{n}": p / n for n in ("gallery.npz", "gallery.json")}},
+}
+_SETTINGS = {"detector": ("score_threshold",), "fewshot": ("top_k",)}
+
+
+def package(
+    family: Family, model_dir: Path, name: str, out_dir: Path, extras: dict[str, Path | None], settings: dict
+) -> Path:
+    """``out_dir/<name>.mar`` for a model of ``family``: its handler, the extra inputs
+    it needs (``extras``: detector ``torchscript``, few-shot ``gallery``) and its
+    serving settings, checked before anything is packed."""
+    extra_files: dict[str, Path] = {}
+    for key, files in _EXTRAS.get(family.name, {}).items():
+        if extras.get(key) is None:
+            raise ConfigError(f"--{key} is required to package a {family.name} model")
+        extra_files.update(files(extras[key]))
+    if family.name == "fewshot":
+        from insectml.fewshot.gallery import Gallery
+
+        Gallery.load(extras["gallery"])  # a clear error before packing a broken gallery
+    wanted = _SETTINGS.get(family.name, ())
+    serving = {k: settings[k] for k in wanted} or None
+    if "score_threshold" in wanted and not 0 <= serving["score_threshold"] <= 1:
+        raise ConfigError(f"--score-threshold {serving['score_threshold']}: expected a score in [0, 1]")
+    return build_mar(model_dir, name, family.handler, out_dir, extra_files=extra_files, serving=serving)
 
 
 def build_mar(

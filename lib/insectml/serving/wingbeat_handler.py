@@ -4,13 +4,16 @@ POST a WAV body to ``/predictions/<name>``; the answer is a JSON object of speci
 probabilities, most likely first. The front-end is the one used in training
 (:mod:`insectml.wingbeat.features` for the features model, :mod:`insectml.wingbeat.frontend`
 for the spectrogram models), configured from the model's ``config.json``.
-A body that is not a valid recording gets HTTP 400 with ``{"error": ...}``.
+A body that is not a valid recording gets HTTP 400 with ``{"error": ...}``; the rest of the
+batch is answered normally.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +30,24 @@ class WingbeatService:
         log.info("wingbeat model loaded from %s (%d classes)", model_dir, len(self.predictor.classes))
 
     def handle(self, data: list[dict], context) -> list:
+        from insectml.serving.batch import answer_batch
+
+        return answer_batch(
+            data,
+            context,
+            self.decode,
+            lambda audios: [{"probabilities": self.predictor.predict_audio(audio)} for audio in audios],
+        )
+
+    def decode(self, body) -> np.ndarray:
+        """A request body → the recording at the model's sample rate; a UserError if it is not one."""
         from insectml.errors import UserError
         from insectml.wingbeat.audio import decode_wav
 
-        out = []
-        for idx, request in enumerate(data):
-            body = request.get("body") if request.get("body") is not None else request.get("data")
-            try:
-                if not isinstance(body, (bytes, bytearray)):
-                    raise UserError("request body must be a WAV file (raw bytes)")
-                frontend = self.predictor.frontend
-                audio = decode_wav(bytes(body), frontend.sample_rate, name="request body", resample=frontend.resample)
-                out.append({"probabilities": self.predictor.predict_audio(audio)})
-            except UserError as exc:
-                context.set_response_status(400, str(exc), idx)
-                out.append({"error": str(exc)})
-        return out
+        if not isinstance(body, (bytes, bytearray)):
+            raise UserError("request body must be a WAV file (raw bytes)")
+        frontend = self.predictor.frontend
+        return decode_wav(bytes(body), frontend.sample_rate, name="request body", resample=frontend.resample)
 
 
 _service = WingbeatService()

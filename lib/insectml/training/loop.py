@@ -1,9 +1,11 @@
 """One training loop for every neural family (wingbeat nets now; detector, few-shot later).
 
-Read top to bottom: seed → build optimiser and schedule → (resume) → for each epoch:
-train one pass, validate, log a JSONL row, checkpoint, early-stop. Family code
-supplies the model, a ``step(model, batch) -> loss`` function and a
-``validate(model) -> dict`` function whose ``cfg.monitor`` entry is maximised.
+Read top to bottom: ``fit`` seeds, builds the optimiser and schedule, resumes if asked,
+then for each epoch: ``train_one_epoch``, ``evaluate`` (eval mode, ``inference_mode``),
+``_end_epoch`` (best weights, checkpoint, a JSONL history row), early stop. Family code
+supplies the model, a ``step(model, batch, device) -> loss`` function and a
+``validate(model, device) -> dict`` function whose ``cfg.monitor`` entry is maximised.
+A nan or infinite training loss stops training with :class:`TrainingDiverged`.
 
 Determinism: every random draw comes from torch's global generator (restored on
 resume) or from a per-epoch data-order generator seeded from ``seed`` and the epoch, so a
@@ -27,22 +29,27 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from insectml.errors import InputFileError, UserError
+from insectml.runparams import GENERAL
+from insectml.spec import Group
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LoopConfig:
-    out_dir: Path
+    out_dir: Path | None = None  # set by the family's train function (``dataclasses.replace``)
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
@@ -50,12 +57,25 @@ class LoopConfig:
     warmup_epochs: float = 1.0
     patience: int = 8
     monitor: str = "macro_f1"
-    seed: int = 42
+    seed: int = GENERAL.default("seed")
     threads: int = 1
     resume: bool = False
     device: str = "auto"
     checkpoint_dir: Path | None = None
     fingerprint: str = ""
+
+
+def declared_loop(group: Group) -> LoopConfig:
+    """A ``LoopConfig`` with the defaults a family's params group declares for the loop
+    (``<family>_epochs``, ``<family>_lr``, …), ``LoopConfig``'s own defaults for the rest:
+    the default of a family config's ``loop`` field."""
+    declared = {p.name for p in group.params}
+    values = {
+        f.name: group.default(f"{group.name}_{f.name}")
+        for f in fields(LoopConfig)
+        if f"{group.name}_{f.name}" in declared
+    }
+    return LoopConfig(**values)
 
 
 # Settings that do not change what training computes: they stay out of the checkpoint key.
@@ -64,10 +84,22 @@ _NOT_IN_KEY = ("out_dir", "threads", "resume", "device", "checkpoint_dir")
 
 def config_fingerprint(config, *input_fields: str) -> str:
     """``fingerprint`` of a family's config dataclass: its ``input_fields`` (paths) by
-    content, every other field by value, minus the fields that do not change the result."""
+    content, every other field by value, minus the fields that do not change the result.
+    A ``LoopConfig`` field is left out: :func:`checkpoint_key` hashes the loop settings."""
     skip = (*_NOT_IN_KEY, *input_fields)
-    settings = {k: v for k, v in asdict(config).items() if k not in skip}
+    settings = {
+        f.name: getattr(config, f.name)
+        for f in fields(config)
+        if f.name not in skip and not isinstance(getattr(config, f.name), LoopConfig)
+    }
     return fingerprint(settings, *(getattr(config, f) for f in input_fields))
+
+
+def lineage_settings(cfg: LoopConfig) -> dict:
+    """The loop settings a model's ``lineage.json`` records (not where it ran or wrote)."""
+    return {
+        k: v for k, v in vars(cfg).items() if k not in ("out_dir", "resume", "device", "checkpoint_dir", "fingerprint")
+    }
 
 
 def fingerprint(settings: dict, *inputs: Path) -> str:
@@ -119,10 +151,54 @@ def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+class TrainingDiverged(UserError):
+    """The training loss became nan or infinite: the weights are lost, training on is pointless."""
+
+    def __init__(self, loss: float, epoch: int, step: int, steps: int, lr: float) -> None:
+        super().__init__(
+            f"training loss is {loss} at epoch {epoch}, step {step}/{steps} (learning rate {lr:.3g}): "
+            "the model diverged; train again with a lower --lr (or a longer --warmup-epochs)"
+        )
+
+
+@dataclass
+class _Optimisation:
+    """What updates the weights: AdamW, its per-step schedule and the AMP gradient scaler."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def create(cls, model: torch.nn.Module, cfg: LoopConfig, steps_per_epoch: int, use_amp: bool) -> _Optimisation:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warmup, total = int(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch
+        return cls(
+            optimizer, cosine_with_warmup(optimizer, warmup, total), torch.amp.GradScaler("cuda", enabled=use_amp)
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+@dataclass
+class _Progress:
+    """Where training stands after ``epoch`` finished epochs (0: not started)."""
+
+    epoch: int = 0
+    best: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict] = field(default_factory=list)
 
 
 def fit(
@@ -141,9 +217,10 @@ def fit(
     when that is set) and ``weights.pt`` (best).
     ``batch_sampler(generator)``: batches of indices instead of shuffled ``batch_size``
     chunks (class-balanced batches, episodes), drawn from the epoch's generator.
+    Raises :class:`TrainingDiverged` when the training loss becomes nan or infinite.
     """
-    from tqdm import tqdm
-
+    if cfg.out_dir is None:
+        raise ValueError("LoopConfig.out_dir is not set")
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -151,126 +228,198 @@ def fit(
     model.to(device)
     if use_amp:
         model.to(memory_format=torch.channels_last)
-    out = cfg.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    external = cfg.checkpoint_dir is not None
-    ckdir = Path(cfg.checkpoint_dir) / checkpoint_key(cfg) if external else out / "checkpoints"
-    ckdir.mkdir(parents=True, exist_ok=True)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    ckdir = _checkpoint_folder(cfg)
     if batch_sampler is not None:
         steps_per_epoch = len(batch_sampler(torch.Generator()))
     else:
         steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = cosine_with_warmup(optimizer, int(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    start_epoch, best, best_epoch, bad_epochs = 1, -math.inf, 0, 0
-    last = ckdir / "last.pt"
-    history_path = out / "history.jsonl"
-    history: list[dict] = []
-    if (cfg.resume or external) and last.is_file():
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        start_epoch, best, best_epoch, bad_epochs = (
-            state["epoch"] + 1,
-            state["best"],
-            state["best_epoch"],
-            state["bad_epochs"],
-        )
-        history = state.get("history", [])[: state["epoch"]]
-        history_path.write_text("".join(json.dumps(r) + "\n" for r in history))
-        if external and (ckdir / "best.pt").is_file():
-            shutil.copyfile(ckdir / "best.pt", out / "weights.pt")
-        log.info("resumed from checkpoint at epoch %d (%s; best %s %.4f)", state["epoch"], last, cfg.monitor, best)
-    else:
-        if history_path.is_file():
-            history_path.unlink()
-        if external:
-            log.info("no checkpoint for these settings in %s: starting at epoch 1", ckdir)
+    optim = _Optimisation.create(model, cfg, steps_per_epoch, use_amp)
+    progress = _start_or_resume(model, optim, cfg, ckdir, device)
 
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if bad_epochs >= cfg.patience:
+    for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+        if progress.bad_epochs >= cfg.patience:
             stopped_early = True
             break
-        model.train()
-        order = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        if batch_sampler is not None:
-            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batch_sampler(order), collate_fn=collate)
-        else:
-            loader = torch.utils.data.DataLoader(
-                train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, collate_fn=collate
-            )
-        tic, total, seen = time.perf_counter(), 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None)
-        for batch in bar:
-            with torch.autocast(device.type, enabled=use_amp):
-                loss = step(model, batch, device)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            total += float(loss.detach()) * len(batch[-1])
-            seen += len(batch[-1])
-            bar.set_postfix(loss=f"{total / seen:.4f}")
-        model.eval()
-        with torch.no_grad():
-            metrics = validate(model, device)
-        score = float(metrics[cfg.monitor])
-        improved = score > best
-        if improved:
-            best, best_epoch, bad_epochs = score, epoch, 0
-            torch.save(model.state_dict(), out / "weights.pt")
-            if external:
-                shutil.copyfile(out / "weights.pt", ckdir / "best.pt")
-        else:
-            bad_epochs += 1
-        row = {
-            "epoch": epoch,
-            "train_loss": total / max(1, seen),
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": round(time.perf_counter() - tic, 3),
-            **{f"val_{k}": v for k, v in metrics.items()},
-        }
-        history.append(row)
-        # checkpoint first: a history row on disk means its epoch can be resumed
-        _save_atomic(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate(),
-                "epoch": epoch,
-                "best": best,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "history": history,
-                "config": _jsonable(asdict(cfg)),
-            },
-            last,
-        )
-        with history_path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        log.info(
-            "epoch %d: loss %.4f, val %s %.4f%s",
-            epoch,
-            row["train_loss"],
-            cfg.monitor,
-            score,
-            " (best)" if improved else "",
-        )
-    model.load_state_dict(torch.load(out / "weights.pt", map_location=device, weights_only=True))
-    return {"best_epoch": best_epoch, f"best_val_{cfg.monitor}": best, "stopped_early": stopped_early}
+        loader = _epoch_loader(train_set, cfg, epoch, collate, batch_sampler)
+        tic = time.perf_counter()
+        train_loss = train_one_epoch(model, loader, step, optim, device, epoch, cfg.epochs, use_amp)
+        metrics = evaluate(model, validate, device)
+        _end_epoch(model, optim, progress, cfg, ckdir, epoch, train_loss, metrics, time.perf_counter() - tic)
+    model.load_state_dict(torch.load(cfg.out_dir / "weights.pt", map_location=device, weights_only=True))
+    return {"best_epoch": progress.best_epoch, f"best_val_{cfg.monitor}": progress.best, "stopped_early": stopped_early}
+
+
+def _epoch_loader(train_set, cfg: LoopConfig, epoch: int, collate, batch_sampler) -> torch.utils.data.DataLoader:
+    """The epoch's batches, in an order drawn from a generator seeded by ``seed`` and ``epoch``."""
+    order = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    if batch_sampler is not None:
+        return torch.utils.data.DataLoader(train_set, batch_sampler=batch_sampler(order), collate_fn=collate)
+    return torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, collate_fn=collate
+    )
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    step: Callable,
+    optim: _Optimisation,
+    device: torch.device,
+    epoch: int,
+    epochs: int,
+    use_amp: bool,
+) -> float:
+    """One pass over ``loader`` with an optimiser step per batch; returns the mean loss per sample."""
+    from tqdm import tqdm
+
+    model.train()
+    total, seen = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, disable=None)
+    for i, batch in enumerate(bar, start=1):
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = step(model, batch, device)
+        lr = optim.scheduler.get_last_lr()[0]
+        optim.optimizer.zero_grad(set_to_none=True)
+        optim.scaler.scale(loss).backward()
+        optim.scaler.step(optim.optimizer)
+        optim.scaler.update()
+        optim.scheduler.step()
+        value = float(loss.detach())  # after the step, so the GPU is not waited for earlier
+        if not math.isfinite(value):
+            raise TrainingDiverged(value, epoch, i, len(loader), lr)
+        total += value * len(batch[-1])
+        seen += len(batch[-1])
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(1, seen)
+
+
+def evaluate(model: torch.nn.Module, validate: Callable, device: torch.device) -> dict:
+    """The family's validation metrics, in eval mode and without autograd."""
+    model.eval()
+    with torch.inference_mode():
+        return validate(model, device)
+
+
+def _end_epoch(
+    model: torch.nn.Module,
+    optim: _Optimisation,
+    progress: _Progress,
+    cfg: LoopConfig,
+    ckdir: Path,
+    epoch: int,
+    train_loss: float,
+    metrics: dict,
+    seconds: float,
+) -> None:
+    """Keep the weights if they are the best so far, checkpoint, append the history row, log."""
+    out = cfg.out_dir
+    score = float(metrics[cfg.monitor])
+    improved = score > progress.best
+    if improved:
+        progress.best, progress.best_epoch, progress.bad_epochs = score, epoch, 0
+        torch.save(model.state_dict(), out / "weights.pt")
+        if cfg.checkpoint_dir is not None:
+            shutil.copyfile(out / "weights.pt", ckdir / "best.pt")
+    else:
+        progress.bad_epochs += 1
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "lr": optim.scheduler.get_last_lr()[0],
+        "seconds": round(seconds, 3),
+        **{f"val_{k}": v for k, v in metrics.items()},
+    }
+    progress.epoch = epoch
+    progress.history.append(row)
+    # checkpoint first: a history row on disk means its epoch can be resumed
+    save_checkpoint(ckdir / "last.pt", model, optim, progress, cfg)
+    with (out / "history.jsonl").open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    log.info("epoch %d: loss %.4f, val %s %.4f%s", epoch, train_loss, cfg.monitor, score, " (best)" if improved else "")
+
+
+def _checkpoint_folder(cfg: LoopConfig) -> Path:
+    """``checkpoint_dir/<key>`` when set (shared across retries), else ``out_dir/checkpoints``."""
+    if cfg.checkpoint_dir is not None:
+        folder = Path(cfg.checkpoint_dir) / checkpoint_key(cfg)
+    else:
+        folder = cfg.out_dir / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def save_checkpoint(
+    path: Path, model: torch.nn.Module, optim: _Optimisation, progress: _Progress, cfg: LoopConfig
+) -> None:
+    """Everything a resumed run needs, as tensors and plain values (loadable with ``weights_only``)."""
+    _save_atomic(
+        {
+            "model": model.state_dict(),
+            **optim.state_dict(),
+            **_rng_state(),
+            "epoch": progress.epoch,
+            "best": progress.best,
+            "best_epoch": progress.best_epoch,
+            "bad_epochs": progress.bad_epochs,
+            "history": progress.history,
+            "config": _jsonable(asdict(cfg)),
+        },
+        path,
+    )
+
+
+def _start_or_resume(
+    model: torch.nn.Module, optim: _Optimisation, cfg: LoopConfig, ckdir: Path, device: torch.device
+) -> _Progress:
+    """Restore model, optimiser, RNGs and history from ``ckdir/last.pt`` when resuming
+    (``resume``, or always with ``checkpoint_dir``) and it exists; else a fresh start."""
+    out, last, external = cfg.out_dir, ckdir / "last.pt", cfg.checkpoint_dir is not None
+    history_path = out / "history.jsonl"
+    if not ((cfg.resume or external) and last.is_file()):
+        history_path.unlink(missing_ok=True)
+        if external:
+            log.info("no checkpoint for these settings in %s: starting at epoch 1", ckdir)
+        return _Progress()
+    try:
+        state = torch.load(last, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise InputFileError(last, "checkpoint from an older insectml; delete it to start again") from e
+    model.load_state_dict(state["model"])
+    optim.load_state_dict(state)
+    _set_rng_state(state)
+    epoch = state["epoch"]
+    progress = _Progress(epoch, state["best"], state["best_epoch"], state["bad_epochs"], state["history"][:epoch])
+    history_path.write_text("".join(json.dumps(r) + "\n" for r in progress.history))
+    if external and (ckdir / "best.pt").is_file():
+        shutil.copyfile(ckdir / "best.pt", out / "weights.pt")
+    log.info("resumed from checkpoint at epoch %d (%s; best %s %.4f)", epoch, last, cfg.monitor, progress.best)
+    return progress
+
+
+def _rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": [name, keys.tolist(), pos, has_gauss, cached],
+        "python_rng": [version, list(internal), gauss_next],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch_rng"].cpu())
+    name, keys, pos, has_gauss, cached = state["numpy_rng"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python_rng"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def _save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def _jsonable(values: dict) -> dict:

@@ -6,11 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cli import add_resume_args, existing_dir, existing_file
+from insectml.cliargs import add_loop_args, add_param, add_step_params, existing_dir, existing_file, step_settings
+from insectml.runparams import GENERAL
+from insectml.wingbeat.family import FAMILY, MEMBERS
+
+P = FAMILY.group
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    wingbeat = sub.add_parser("wingbeat", help="wingbeat recordings → species")
+    wingbeat = sub.add_parser(FAMILY.name, help=FAMILY.help)
     steps = wingbeat.add_subparsers(dest="step", metavar="STEP", required=True)
 
     p = steps.add_parser(
@@ -19,12 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Check the labels CSV and every recording it lists; report every problem at once "
         "(exit 2) or write manifest.jsonl, dataset.json and validation_report.json.",
     )
-    p.add_argument(
-        "--layout",
-        choices=["csv", "folders"],
-        default="csv",
-        help="csv: a labels CSV; folders: <species>/<...>/<file>.wav below --data (default: csv)",
-    )
+    add_param(p, P, "wingbeat_layout")
     p.add_argument("--labels", type=Path, help="CSV with columns path, species and the group column (csv layout)")
     p.add_argument(
         "--data",
@@ -38,20 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="file with one species per line; others are 'unknown' "
         "(default: classes.txt in the data folder if present, else every species in the CSV)",
     )
-    p.add_argument(
-        "--group-by",
-        default="event",
-        help="what groups recordings for the split: a CSV column, or "
-        "path:N, the N-th path component below the data folder (default: event)",
-    )
-    p.add_argument("--sample-rate", type=int, default=8000, help="required sample rate in Hz (default: 8000)")
-    p.add_argument(
-        "--resample", action="store_true", help="resample other rates to --sample-rate instead of refusing them"
-    )
-    p.add_argument("--val-fraction", type=float, default=0.15, help="share of groups for validation (default: 0.15)")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="share of groups for test (default: 0.2)")
-    p.add_argument("--max-per-class", type=int, default=0, help="keep at most N recordings per class, seeded (0 = all)")
-    p.add_argument("--seed", type=int, default=42, help="split seed (default: 42)")
+    add_step_params(p, P, "validate", skip=("wingbeat_layout",))
+    add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_validate)
 
@@ -64,15 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", type=existing_file, required=True, help="manifest.jsonl from 'validate'")
     p.add_argument("--dataset", type=existing_file, required=True, help="dataset.json from 'validate'")
     p.add_argument("--data", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
-    p.add_argument("--n-mels", type=int, default=64, help="mel bands (default: 64)")
+    add_param(p, P, "wingbeat_n_mels")
     p.add_argument("--n-fft", type=int, default=256, help="FFT size in samples (default: 256)")
     p.add_argument("--hop-length", type=int, default=64, help="hop in samples (default: 64)")
-    p.add_argument(
-        "--max-seconds",
-        type=float,
-        default=1.5,
-        help="spectrograms are centre-cropped or zero-padded to this length (default: 1.5)",
-    )
+    add_param(p, P, "wingbeat_max_seconds")
     p.add_argument("--out", type=Path, default=Path("features.npz"), help="output file (default: features.npz)")
     p.set_defaults(func=_features)
 
@@ -83,25 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "a PyTorch model on log-mel spectrograms, trained by the shared loop (weights.pt, history.jsonl, "
         "checkpoints/last.pt). Both write config.json, labels.json, lineage.json and train_metrics.json.",
     )
-    from insectml.wingbeat.models import CLASSICAL_MODELS
-
     p.add_argument("--features", type=existing_file, required=True, help="features.npz from 'features'")
-    p.add_argument(
-        "--model",
-        default="features",
-        choices=["features", "cnn", "gru", "transformer"],
-        help="model family member (default: features)",
-    )
-    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--model", default=MEMBERS[0], choices=MEMBERS, help=f"which model (default: {MEMBERS[0]})")
     p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
     g = p.add_argument_group("features model")
-    g.add_argument(
-        "--classifier",
-        default="random_forest",
-        choices=sorted(CLASSICAL_MODELS),
-        help="classifier on engineered features (default: random_forest)",
-    )
+    add_param(g, P, "wingbeat_feature_model")
     g.add_argument(
         "--set",
         dest="overrides",
@@ -111,23 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classifier hyperparameter, repeatable (e.g. --set n_estimators=500)",
     )
     g = p.add_argument_group("neural models (cnn, gru, transformer)")
-    g.add_argument("--epochs", type=int, default=30, help="most epochs (default: 30)")
-    g.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
-    g.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default: 0.002)")
-    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
-    g.add_argument(
-        "--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay (default: 1)"
-    )
-    g.add_argument(
-        "--patience", type=int, default=8, help="stop after N epochs without a better val macro-F1 (default: 8)"
-    )
-    g.add_argument(
-        "--backbone", default="mobilenetv3_small_050", help="timm backbone of the cnn (default: mobilenetv3_small_050)"
-    )
-    g.add_argument("--weights", type=Path, help="local state dict to start from (no downloads; default: random init)")
+    add_loop_args(g, P, GENERAL)
+    add_param(g, P, "wingbeat_backbone")
+    add_param(g, P, "wingbeat_weights")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="turn off spectrogram augmentation")
-    add_resume_args(g)
-    g.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.set_defaults(func=_train)
 
     p = steps.add_parser(
@@ -157,16 +112,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default: evaluation)")
     p.set_defaults(func=_evaluate)
 
-    p = steps.add_parser(
-        "package",
-        help="build a Multi Model Server archive (.mar)",
-        description="Pack the model folder, the insectml library and the wingbeat handler into NAME.mar.",
-    )
-    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
-    p.add_argument("--name", default="wingbeat", help="model name in the server's URL (default: wingbeat)")
-    p.add_argument("--out", type=Path, default=Path("."), help="folder for NAME.mar (default: .)")
-    p.set_defaults(func=_package)
-
     p = steps.add_parser("predict", help="predict species for WAV files with a model folder")
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     p.add_argument("wavs", nargs="+", type=Path, help="WAV recordings")
@@ -190,15 +135,10 @@ def _validate(args: argparse.Namespace) -> int:
         ValidateConfig(
             labels=labels,
             data_dir=data_dir,
-            resample=args.resample,
             out_dir=args.out,
             classes=classes,
-            group_by=args.group_by,
-            sample_rate=args.sample_rate,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
             seed=args.seed,
-            max_per_class=args.max_per_class,
+            **step_settings(args, P, "validate", skip=("wingbeat_layout",)),
         )
     )
     print(json.dumps({"n_samples": dataset["n_samples"], "counts": dataset["counts"]}))
@@ -207,7 +147,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _features(args: argparse.Namespace) -> int:
     from insectml.data.manifest import read_json, read_manifest
-    from insectml.wingbeat.features import FrontendConfig, extract
+    from insectml.wingbeat.features import extract
+    from insectml.wingbeat.frontend import FrontendConfig
 
     dataset = read_json(args.dataset, "dataset description")
     cfg = FrontendConfig(
@@ -238,6 +179,8 @@ def _train(args: argparse.Namespace) -> int:
             )
         )
     else:
+        from insectml.cliargs import loop_settings
+        from insectml.training.loop import LoopConfig
         from insectml.wingbeat.train_net import NetConfig, train_net
 
         result = train_net(
@@ -247,17 +190,7 @@ def _train(args: argparse.Namespace) -> int:
                 model=args.model,
                 backbone=args.backbone,
                 weights=args.weights,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                weight_decay=args.weight_decay,
-                warmup_epochs=args.warmup_epochs,
-                patience=args.patience,
-                seed=args.seed,
-                threads=args.threads,
-                resume=args.resume,
-                checkpoint_dir=args.checkpoint_dir,
-                device=args.device,
+                loop=LoopConfig(**loop_settings(args)),
                 augment=args.augment,
             )
         )
@@ -277,13 +210,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate(args.model, args.features, args.out, args.split)
     print(json.dumps({k: metrics[k] for k in ("split", "n", "accuracy", "macro_f1")}))
-    return 0
-
-
-def _package(args: argparse.Namespace) -> int:
-    from insectml.serving.package import build_mar
-
-    print(build_mar(args.model, args.name, "insectml.serving.wingbeat_handler", args.out))
     return 0
 
 

@@ -1,48 +1,21 @@
 """The wingbeat front-end: log-mel spectrograms and engineered spectral features.
 
 Training and serving both call :func:`engineered_features` and :func:`log_mel`
-with the same :class:`FrontendConfig`, which travels inside every model directory.
+with the same :class:`~insectml.wingbeat.frontend.FrontendConfig`, which travels
+inside every model directory.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from insectml.wingbeat.frontend import FrontendConfig, batch_log_mel, fit_length
+
 N_HARMONICS = 5
 N_MFCC = 13
-
-
-@dataclass(frozen=True)
-class FrontendConfig:
-    sample_rate: int = 8000
-    n_fft: int = 256
-    hop_length: int = 64
-    n_mels: int = 64
-    fmin: float = 50.0
-    fmax: float = 4000.0
-    max_seconds: float = 1.5
-    f0_min: float = 150.0
-    f0_max: float = 1200.0
-    resample: bool = False  # resample other rates to sample_rate instead of refusing them
-
-    @property
-    def max_samples(self) -> int:
-        return int(round(self.max_seconds * self.sample_rate))
-
-    @property
-    def max_frames(self) -> int:
-        return 1 + self.max_samples // self.hop_length
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FrontendConfig:
-        return cls(**values)
 
 
 def feature_names() -> list[str]:
@@ -53,15 +26,6 @@ def feature_names() -> list[str]:
     names += [f"mfcc{i}_{stat}" for stat in ("mean", "std") for i in range(N_MFCC)]
     names += ["rms", "duration_s"]
     return names
-
-
-def fit_length(audio: np.ndarray, n: int) -> tuple[np.ndarray, int]:
-    """Centre-crop or zero-pad to exactly ``n`` samples; returns the samples and
-    how many of them are real (not padding)."""
-    if len(audio) >= n:
-        start = (len(audio) - n) // 2
-        return audio[start : start + n], n
-    return np.pad(audio, (0, n - len(audio))), len(audio)
 
 
 def log_mel(audio: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, int]:
@@ -126,7 +90,6 @@ def extract(rows: list[dict], data_dir: Path, cfg: FrontendConfig, out: Path, da
     from tqdm import tqdm
 
     from insectml.wingbeat.audio import decode_wav
-    from insectml.wingbeat.frontend import batch_log_mel
 
     engineered, mels, frames = [], [], []
     chunk = 512

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from insectml.errors import InputFileError
-from insectml.wingbeat.features import FrontendConfig, engineered_features
+from insectml.wingbeat.features import engineered_features
+from insectml.wingbeat.frontend import FrontendConfig
 
 
 class Predictor:

@@ -13,6 +13,9 @@ import numpy as np
 from insectml import lineage
 from insectml.errors import ConfigError
 from insectml.metrics import classification_metrics
+from insectml.modeldir import write_model_dir
+from insectml.runparams import GENERAL
+from insectml.wingbeat.family import PARAMS as P
 from insectml.wingbeat.features import load_features
 from insectml.wingbeat.models import create_classical
 
@@ -23,9 +26,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     features: Path
     out_dir: Path
-    classifier: str = "random_forest"
+    classifier: str = P.default("wingbeat_feature_model")
     overrides: dict[str, str] = field(default_factory=dict)
-    seed: int = 42
+    seed: int = GENERAL.default("seed")
     threads: int = 1
 
 
@@ -65,10 +68,7 @@ def train(cfg: TrainConfig) -> dict:
         "frontend": feats["frontend"].to_dict(),
         "feature_names": feats["feature_names"].tolist(),
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (out / "labels.json").write_text(json.dumps(classes, indent=2) + "\n")
     train_metrics = {"val": val, "fit_seconds": round(fit_seconds, 3), "n_train": int(train_mask.sum())}
-    (out / "train_metrics.json").write_text(json.dumps(train_metrics, indent=2) + "\n")
     record = lineage.collect(
         params={
             "model": "features",
@@ -81,7 +81,7 @@ def train(cfg: TrainConfig) -> dict:
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},
         started=started,
     )
-    (out / "lineage.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_model_dir(out, config=config, labels=classes, train_metrics=train_metrics, lineage=record)
     return train_metrics
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ import torch
 from insectml import lineage
 from insectml.errors import ConfigError
 from insectml.metrics import classification_metrics
-from insectml.training.loop import LoopConfig, config_fingerprint, fit
+from insectml.modeldir import write_model_dir
+from insectml.training.loop import LoopConfig, config_fingerprint, declared_loop, fit, lineage_settings
+from insectml.wingbeat.family import PARAMS
 from insectml.wingbeat.features import load_features
 from insectml.wingbeat.nets import count_parameters, create_net
 
@@ -28,17 +31,7 @@ class NetConfig:
     model: str
     backbone: str = "mobilenetv3_small_050"
     weights: Path | None = None
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
-    patience: int = 8
-    seed: int = 42
-    threads: int = 1
-    resume: bool = False
-    device: str = "auto"
-    checkpoint_dir: Path | None = None
+    loop: LoopConfig = field(default_factory=partial(declared_loop, PARAMS))
     augment: bool = True
 
 
@@ -112,7 +105,7 @@ def train_net(cfg: NetConfig) -> dict:
     train_set = SpectrogramSet(x[tr], frames[tr], y[tr], norm, augment=cfg.augment)
     val_set = SpectrogramSet(x[va], frames[va], y[va], norm, augment=False)
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.loop.seed)
     options = {"backbone": cfg.backbone} if cfg.model == "cnn" else {}
     n_mels = int(x.shape[1])
     model = create_net(cfg.model, len(classes), n_mels, weights=cfg.weights, **options)
@@ -131,21 +124,7 @@ def train_net(cfg: NetConfig) -> dict:
             "loss": float(loss_fn(logits, torch.as_tensor(y[va]))),
         }
 
-    loop = LoopConfig(
-        out_dir=cfg.out_dir,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        warmup_epochs=cfg.warmup_epochs,
-        patience=cfg.patience,
-        seed=cfg.seed,
-        threads=cfg.threads,
-        resume=cfg.resume,
-        device=cfg.device,
-        checkpoint_dir=cfg.checkpoint_dir,
-        fingerprint=config_fingerprint(cfg, "features"),
-    )
+    loop = replace(cfg.loop, out_dir=cfg.out_dir, monitor="macro_f1", fingerprint=config_fingerprint(cfg, "features"))
     tic = time.perf_counter()
     summary = fit(model, train_set, step, validate, loop)
     fit_seconds = time.perf_counter() - tic
@@ -154,7 +133,6 @@ def train_net(cfg: NetConfig) -> dict:
         val_pred = predict_logits(model, val_set, next(model.parameters()).device).argmax(1).numpy()
     val = classification_metrics(y[va], val_pred, classes)
 
-    out = cfg.out_dir
     config = {
         "family": "wingbeat",
         "kind": "net",
@@ -164,27 +142,20 @@ def train_net(cfg: NetConfig) -> dict:
         "norm": {"mean": norm[0], "std": norm[1]},
         "n_parameters": count_parameters(model),
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (out / "labels.json").write_text(json.dumps(classes, indent=2) + "\n")
     train_metrics = {"val": val, "fit_seconds": round(fit_seconds, 3), "n_train": int(tr.sum()), **summary}
-    (out / "train_metrics.json").write_text(json.dumps(train_metrics, indent=2) + "\n")
     record = lineage.collect(
         params={
             "model": cfg.model,
             "options": options,
             "weights": str(cfg.weights) if cfg.weights else None,
-            "loop": {
-                k: v
-                for k, v in vars(loop).items()
-                if k not in ("out_dir", "resume", "device", "checkpoint_dir", "fingerprint")
-            },
+            "loop": lineage_settings(loop),
             "augment": cfg.augment,
             "frontend": feats["frontend"].to_dict(),
             "split": dataset.get("split", {}),
         },
-        seed=cfg.seed,
+        seed=loop.seed,
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},
         started=started,
     )
-    (out / "lineage.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_model_dir(cfg.out_dir, config=config, labels=classes, train_metrics=train_metrics, lineage=record)
     return train_metrics

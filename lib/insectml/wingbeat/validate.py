@@ -13,7 +13,9 @@ import numpy as np
 from insectml.data.manifest import content_version, file_digest, split_counts, write_manifest
 from insectml.data.split import grouped_split
 from insectml.errors import InputFileError, ValidationFailed
+from insectml.runparams import GENERAL
 from insectml.wingbeat.audio import decode_wav
+from insectml.wingbeat.family import PARAMS as P
 from insectml.wingbeat.labels import read_classes, read_folder_layout, read_labels
 
 log = logging.getLogger(__name__)
@@ -25,13 +27,13 @@ class ValidateConfig:
     data_dir: Path
     out_dir: Path
     classes: Path | None
-    group_by: str = "event"
-    sample_rate: int = 8000
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    seed: int = 42
-    max_per_class: int = 0  # 0 = keep all
-    resample: bool = False
+    group_by: str = P.default("wingbeat_group_by")
+    sample_rate: int = P.default("wingbeat_sample_rate")
+    val_fraction: float = P.default("wingbeat_val_fraction")
+    test_fraction: float = P.default("wingbeat_test_fraction")
+    seed: int = GENERAL.default("seed")
+    max_per_class: int = P.default("wingbeat_max_per_class")  # 0 = keep all
+    resample: bool = P.default("wingbeat_resample")
 
 
 def validate_and_split(cfg: ValidateConfig) -> dict:

@@ -1,0 +1,263 @@
+"""The few-shot family, declared once: hundreds of similar classes with a few labels each →
+an embedder, prototypes, open set and clusters.
+
+Its parameters (the ``fewshot`` group of ``nextflow_schema.json``), its steps, metrics,
+demo, handler and CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from insectml.fewshot.names import LOSSES, MINERS
+from insectml.spec import Family, Group, param
+
+PARAMS = Group(
+    "fewshot",
+    "Few-shot family",
+    (
+        param(
+            "fewshot_input",
+            "string",
+            "<projectDir>/data/fewshot",
+            "folder the few-shot image paths are relative to",
+            groovy='"${projectDir}/data/fewshot"',
+        ),
+        param(
+            "fewshot_images",
+            "string",
+            "images",
+            "<class>/<image> folders inside fewshot_input (ignored when fewshot_labels is set)",
+        ),
+        param(
+            "fewshot_labels",
+            ("string", "null"),
+            None,
+            "CSV with columns path,label (paths relative to fewshot_input) instead of class folders",
+        ),
+        param(
+            "fewshot_max_classes",
+            "integer",
+            0,
+            "keep at most N classes, seeded (0 = all)",
+            steps="validate",
+            flag="--max-classes",
+            minimum=0,
+        ),
+        param(
+            "fewshot_val_fraction",
+            "number",
+            0.15,
+            "share of classes held out as novel validation classes (early stopping, open-set threshold)",
+            steps="validate",
+            flag="--val-fraction",
+            exclusiveMinimum=0,
+            exclusiveMaximum=0.5,
+        ),
+        param(
+            "fewshot_test_fraction",
+            "number",
+            0.25,
+            "share of classes held out as novel test classes",
+            steps="validate",
+            flag="--test-fraction",
+            exclusiveMinimum=0,
+            exclusiveMaximum=0.5,
+        ),
+        param(
+            "fewshot_support",
+            "integer",
+            2,
+            "support images per novel class (at most the class's image count minus 1; the rest are queries)",
+            steps="validate",
+            flag="--support",
+            minimum=1,
+        ),
+        param(
+            "fewshot_backbone",
+            "string",
+            "resnet10t",
+            "timm backbone (pretrained=False)",
+            steps="train",
+            flag="--backbone",
+        ),
+        param(
+            "fewshot_weights",
+            ("string", "null"),
+            None,
+            "local state dict (a timm backbone's, or a whole embedder's) to start from; nothing is downloaded",
+            steps="train",
+            flag="--weights",
+            format="file-path",
+            exists=True,
+        ),
+        param("fewshot_dim", "integer", 128, "embedding size", steps="train", flag="--dim", minimum=2),
+        param(
+            "fewshot_image_size",
+            "integer",
+            64,
+            "input side in pixels",
+            steps="train",
+            flag="--image-size",
+            minimum=16,
+        ),
+        param(
+            "fewshot_loss",
+            "string",
+            "proto",
+            "metric-learning loss: proto (episodic prototypical) or, from pytorch-metric-learning, supcon "
+            "(supervised contrastive), arcface or cosface (additive angular / cosine margin)",
+            steps="train",
+            flag="--loss",
+            enum=list(LOSSES),
+        ),
+        param(
+            "fewshot_miner",
+            "string",
+            "none",
+            "pair miner of the supcon, arcface and cosface losses (multisimilarity is pytorch-metric-learning's)",
+            steps="train",
+            flag="--miner",
+            enum=list(MINERS),
+        ),
+        param(
+            "fewshot_shots",
+            "integer",
+            1,
+            "proto loss: support images per class in a training episode (the rest of the class's batch images "
+            "are queries)",
+            steps="train",
+            flag="--shots",
+            minimum=1,
+        ),
+        param("fewshot_epochs", "integer", 40, "most epochs", steps="train", flag="--epochs", minimum=1),
+        param(
+            "fewshot_classes_per_batch",
+            "integer",
+            16,
+            "classes per batch (episode width for proto)",
+            steps="train",
+            flag="--classes-per-batch",
+            minimum=2,
+        ),
+        param(
+            "fewshot_per_class",
+            "integer",
+            3,
+            "images per class in a batch (proto: fewshot_shots support images, the rest queries)",
+            steps="train",
+            flag="--per-class",
+            minimum=2,
+        ),
+        param(
+            "fewshot_lr",
+            "number",
+            0.001,
+            "peak AdamW learning rate",
+            steps="train",
+            flag="--lr",
+            exclusiveMinimum=0,
+        ),
+        param(
+            "fewshot_weight_decay",
+            "number",
+            0.0001,
+            "AdamW weight decay",
+            steps="train",
+            flag="--weight-decay",
+            minimum=0,
+        ),
+        param(
+            "fewshot_warmup_epochs",
+            "number",
+            1.0,
+            "epochs of linear learning-rate warm-up before the cosine decay",
+            steps="train",
+            flag="--warmup-epochs",
+            minimum=0,
+        ),
+        param(
+            "fewshot_patience",
+            "integer",
+            10,
+            "early stopping: epochs without a better 5-way 1-shot episode accuracy on the novel validation classes",
+            steps="train",
+            flag="--patience",
+            minimum=1,
+        ),
+        param(
+            "fewshot_val_episodes",
+            "integer",
+            300,
+            "novel-class validation episodes per epoch (early stopping)",
+            steps="train",
+            flag="--val-episodes",
+            minimum=10,
+        ),
+        param(
+            "fewshot_episodes",
+            "integer",
+            600,
+            "evaluation episodes per N-way K-shot setting",
+            steps="evaluate",
+            flag="--episodes",
+            minimum=10,
+        ),
+        param(
+            "fewshot_map",
+            "string",
+            "tsne",
+            "method of the 2-D embedding map in the report",
+            steps="evaluate",
+            flag="--map",
+            enum=["tsne", "umap"],
+        ),
+        param(
+            "fewshot_top_k",
+            "integer",
+            5,
+            "classes per served answer",
+            steps="package",
+            flag="--top-k",
+            minimum=1,
+        ),
+        param(
+            "fewshot_archive_name",
+            "string",
+            "fewshot",
+            "name of the .mar (and of the served model)",
+            steps="package",
+            flag="--name",
+            in_args=False,  # the module passes it as ext.prefix
+            pattern="^[A-Za-z][A-Za-z0-9_-]*$",
+        ),
+    ),
+    config="conf/fewshot/params.config",
+    note="Few-shot family (--task fewshot): parameter defaults.",
+)
+
+
+def write_demo(out_dir: Path, size: int, seed: int) -> Path:
+    from insectml.data.fewshot_demo import write_fewshot_demo
+
+    return write_fewshot_demo(out_dir, seed=seed, body_plan_limit=size)
+
+
+FAMILY = Family(
+    name="fewshot",
+    help="few labels, many similar classes → embedding, prototypes, clusters",
+    group=PARAMS,
+    steps=("validate", "train", "evaluate", "package"),
+    headline=("top1", "top5", "episodes_5way_1shot", "open_set_auroc"),
+    sweep_metric=("best_val_episode_acc",),
+    handler="insectml.serving.fewshot_handler",
+    cli="insectml.fewshot.cli",
+    demo=write_demo,
+    demo_size=param(
+        "fewshot_body_plans",
+        "integer",
+        0,
+        "few-shot: only the first N body plans, 6 classes each (0: all 54)",
+        flag="--fewshot-body-plans",
+    ),
+)

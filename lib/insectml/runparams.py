@@ -1,0 +1,138 @@
+"""The run-wide parameter groups, declared once: general settings (families to run, output,
+seed, resource caps) and Slurm/GPU settings. Each family declares its own group in
+``insectml/<family>/family.py``; ``FAMILY_NAMES`` is the one list of them.
+
+A leaf beside :mod:`insectml.spec`: library configs take their defaults from here
+(``GENERAL.default("seed")``) without importing any family.
+"""
+
+from __future__ import annotations
+
+from insectml.spec import Group, param
+
+# The model families, in the order they are listed everywhere; each is the package
+# insectml.<name> with a family.py descriptor (insectml.families loads them).
+FAMILY_NAMES = ("wingbeat", "detector", "fewshot")
+
+GENERAL = Group(
+    "general",
+    "General",
+    (
+        param(
+            "task",
+            "string",
+            "wingbeat",
+            f"model families to run, comma-separated: {', '.join(FAMILY_NAMES)}",
+            x_choices=list(FAMILY_NAMES),
+        ),
+        param("outdir", "string", "results", "where results, models, archives and run reports are published"),
+        param(
+            "seed",
+            "integer",
+            42,
+            "seed for splits and training; same data + params + seed on CPU gives the same metrics",
+            steps=("validate", "train"),
+            flag="--seed",
+            in_args=False,  # modules pass meta.seed
+            minimum=0,
+        ),
+        param(
+            "publish_dir_mode",
+            "string",
+            "copy",
+            "how results are published",
+            enum=["copy", "symlink", "link", "rellink", "copyNoFollow", "move"],
+        ),
+        param(
+            "max_cpus",
+            "integer",
+            None,
+            "most CPUs one task may ask for [default: this machine's cores]",
+            groovy="Runtime.runtime.availableProcessors()",
+            minimum=1,
+        ),
+        param(
+            "max_memory",
+            "string",
+            "16.GB",
+            "most memory one task may ask for",
+            pattern=r"^\d+(\.\d+)?\.?\s*(K|M|G|T)?B$",
+        ),
+        param(
+            "max_time",
+            "string",
+            "24.h",
+            "longest time one task may ask for",
+            pattern=r"^\d+(\.\d+)?\.?\s*(s|m|h|d)$",
+        ),
+        param("help", "boolean", False, "print this help and exit"),
+        param(
+            "checkpoint_dir",
+            "string",
+            None,
+            "where training steps keep their per-epoch checkpoints (a folder per settings + data key), so a "
+            "retried task continues from its last epoch; on shared storage for Slurm [default: <workDir>/checkpoints]",
+            format="directory-path",
+        ),
+        param(
+            "sweep",
+            "string",
+            None,
+            "a sweep file (conf/sweeps/*.yaml): one training task per configuration, the best by validation "
+            'metric evaluated on test (see "Sweeps" in README.md)',
+            format="file-path",
+            exists=True,
+        ),
+    ),
+    config="conf/params.config",
+    note="Parameters every project has: run-wide settings, Slurm and GPUs.",
+)
+
+CLUSTER = Group(
+    "cluster",
+    "Slurm and GPUs",
+    (
+        param(
+            "slurm_queue",
+            "string",
+            None,
+            "-profile slurm: partition of every task [default: the cluster's default partition]",
+        ),
+        param(
+            "slurm_gpu_queue",
+            "string",
+            None,
+            "-profile slurm: partition of GPU tasks (training) when --gpus > 0 [default: --slurm_queue]",
+        ),
+        param("slurm_account", "string", None, "-profile slurm: --account of every job"),
+        param(
+            "slurm_options",
+            "string",
+            None,
+            "-profile slurm: more sbatch options, appended as written; give them with '=', since Nextflow reads a "
+            "value starting with -- as the next flag: --slurm_options='--qos=high --exclude=node12'",
+        ),
+        param(
+            "slurm_scratch",
+            ("boolean", "string"),
+            None,
+            "-profile slurm: run tasks in node-local scratch: 'true' ($TMPDIR) or a folder; outputs are copied back "
+            "to the work folder [default: off]",
+        ),
+        param(
+            "slurm_before_script",
+            "string",
+            None,
+            "-profile slurm: shell run before every task on the compute node (e.g. 'module load python/3.11; "
+            "source /shared/insectml/venv/bin/activate')",
+        ),
+        param(
+            "gpus",
+            "integer",
+            0,
+            "GPUs per training task (-profile gpu sets 1); on Slurm: --gres=gpu:N and --slurm_gpu_queue",
+            minimum=0,
+        ),
+    ),
+    config="conf/params.config",
+)

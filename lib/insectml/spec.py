@@ -1,0 +1,156 @@
+"""Every pipeline parameter and every model family, declared once.
+
+A :class:`Param` is the one declaration of a pipeline parameter: its JSON-schema type,
+default, help and limits, and which CLI step reads it under which flag. Everything else
+is derived from it:
+
+- ``nextflow_schema.json`` and ``conf/params.config`` / ``conf/<family>/params.config``
+  are generated (``insectml params generate``; a test fails when they are stale);
+- the family CLIs' options (:func:`insectml.cliargs.add_param`) and the library configs'
+  defaults (:meth:`Group.default`);
+- the sweepable set (a family's training-step params);
+- a test checks the ``ext.args`` lists of ``conf/<family>/modules.config`` against the flags.
+
+A :class:`Family` is the one descriptor of a model family: its params group, its pipeline
+steps, its headline metrics (higher is better), its sweep metric, its demo writer, its MMS handler
+and where its CLI registers. ``insectml.families.FAMILIES`` lists them.
+
+This module is a leaf: it imports nothing of insectml, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# JSON-schema keywords a Param may carry besides type, default and description, in the
+# order they are written into the schema.
+SCHEMA_KEYWORDS = (
+    "format",
+    "exists",
+    "enum",
+    "x-choices",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "pattern",
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One pipeline parameter. ``steps`` are the CLI steps that read it (``train``),
+    ``flag`` the option they read it as (``--epochs``); ``None`` when the workflow uses
+    the value itself (an input folder, the list of models to train)."""
+
+    name: str
+    type: str | tuple[str, ...]
+    default: Any
+    help: str
+    steps: tuple[str, ...] = ()
+    flag: str | None = None
+    schema: dict = field(default_factory=dict, compare=False)
+    # the Groovy expression of the default in params.config, where it is not a literal
+    groovy: str | None = None
+    # False: the module passes the flag itself (from an input or meta), not conf's ext.args
+    in_args: bool = True
+
+    @property
+    def dest(self) -> str | None:
+        """The argparse destination of :attr:`flag` (``--batch-size`` → ``batch_size``)."""
+        return self.flag.lstrip("-").replace("-", "_") if self.flag else None
+
+    @property
+    def choices(self) -> list | None:
+        return self.schema.get("enum")
+
+    @property
+    def is_file(self) -> bool:
+        return self.schema.get("format") in ("file-path", "directory-path")
+
+
+def param(
+    name: str,
+    type: str | tuple[str, ...],
+    default: Any,
+    help: str,
+    *,
+    steps: tuple[str, ...] | str = (),
+    flag: str | None = None,
+    groovy: str | None = None,
+    in_args: bool = True,
+    **schema: Any,
+) -> Param:
+    """A :class:`Param`; JSON-schema keywords as keyword arguments (``x_choices`` for
+    ``x-choices``, ``exists=True`` for a path that must exist)."""
+    schema = {k.replace("_", "-") if k.startswith("x_") else k: v for k, v in schema.items()}
+    unknown = set(schema) - set(SCHEMA_KEYWORDS)
+    if unknown:
+        raise TypeError(f"{name}: unknown schema keywords {sorted(unknown)}")
+    if isinstance(steps, str):
+        steps = (steps,)
+    return Param(name, type, default, help, tuple(steps), flag, schema, groovy, in_args)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A params group: one ``$defs`` entry of the schema and one params.config file."""
+
+    name: str
+    title: str
+    params: tuple[Param, ...]
+    config: str  # the params.config it is generated into, relative to the repository
+    note: str = ""  # the config file's header line: what the group is for
+
+    def __getitem__(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"{self.name} has no parameter {name}")
+
+    def default(self, name: str) -> Any:
+        """The declared default of ``name``, for the library configs' field defaults."""
+        return self[name].default
+
+    def step(self, step: str) -> tuple[Param, ...]:
+        """The params the CLI step ``step`` reads."""
+        return tuple(p for p in self.params if step in p.steps)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family, as the CLI, sweeps, releases and the schema see it."""
+
+    name: str
+    help: str  # the CLI's one-line help
+    group: Group
+    steps: tuple[str, ...]  # the pipeline steps, in order (Nextflow processes <NAME>_<STEP>)
+    # evaluation metrics a release reports, all higher-is-better (the release gate compares
+    # them so); the first decides minor vs patch releases
+    headline: tuple[str, ...]
+    sweep_metric: tuple[str, ...]  # path of the validation metric in train_metrics.json
+    handler: str  # module of the MMS handler
+    cli: str  # module whose register(subparsers) adds 'insectml <name> …'
+    demo: Callable  # writes the demo data: demo(out_dir, size, seed), importing its writer lazily
+    demo_size: Param  # what the demo's size means ('insectml data demo --<flag>')
+    members: tuple[str, ...] = ()  # families that train several models side by side name them
+    trains: str = "train"  # the step a sweep fans out
+
+    def sweepable(self, general: Group) -> tuple[str, ...]:
+        """The params a sweep may vary: the seed and the training step's values (not its
+        files; a param of an earlier step would change data every configuration shares)."""
+        own = [p.name for p in self.group.step(self.trains) if not p.is_file]
+        return ("seed", *own) if "seed" in {p.name for p in general.params} else tuple(own)
+
+    def register(self, subparsers) -> None:
+        importlib.import_module(self.cli).register(subparsers)
+
+
+def lookup(families: dict[str, Family], name: str) -> Family:
+    """The family called ``name``; a :class:`KeyError` naming the choices otherwise."""
+    if name not in families:
+        raise KeyError(f"{name!r} is not a family (choose from {', '.join(families)})")
+    return families[name]
