@@ -11,6 +11,7 @@ include { DETECTOR_EVALUATE as DETECTOR_EVALUATE_GENERIC } from '../modules/dete
 include { DETECTOR_EVALUATE as DETECTOR_EVALUATE_TARGET  } from '../modules/detector/evaluate/main'
 include { DETECTOR_PSEUDOLABEL                     } from '../modules/detector/pseudolabel/main'
 include { DETECTOR_EXPORT                          } from '../modules/detector/export/main'
+include { DETECTOR_PACKAGE                         } from '../modules/detector/package/main'
 
 workflow DETECTOR {
     take:
@@ -34,14 +35,14 @@ workflow DETECTOR {
     DETECTOR_TRAIN_TARGET ( ch_target, data )
     DETECTOR_EVALUATE_TARGET ( DETECTOR_TRAIN_TARGET.out.model.join(ch_target), data )
 
-    // Both detectors are exported: the generic one finds insects, the target one names the species.
-    DETECTOR_EXPORT (
-        DETECTOR_TRAIN_GENERIC.out.model.mix(DETECTOR_TRAIN_TARGET.out.model)
-            .map { meta, model -> [ meta + [ archive: "${params.detector_archive_name}_${meta.stage}" ], model ] }
-    )
+    // Both detectors are exported and packaged: the generic one finds insects, the target
+    // one names the species. The archive holds the model folder and its TorchScript export.
+    ch_models = DETECTOR_TRAIN_GENERIC.out.model.mix(DETECTOR_TRAIN_TARGET.out.model)
+    DETECTOR_EXPORT ( ch_models )
+    DETECTOR_PACKAGE ( ch_models.join(DETECTOR_EXPORT.out.torchscript) )
 
     ch_versions = ch_versions.mix(
-        DETECTOR_EXPORT.out.versions.first(),
+        DETECTOR_EXPORT.out.versions.first(), DETECTOR_PACKAGE.out.versions.first(),
         DETECTOR_TRAIN_GENERIC.out.versions, DETECTOR_EVALUATE_GENERIC.out.versions,
         DETECTOR_PSEUDOLABEL.out.versions, DETECTOR_TRAIN_TARGET.out.versions, DETECTOR_EVALUATE_TARGET.out.versions)
 
@@ -50,6 +51,6 @@ workflow DETECTOR {
     target   = DETECTOR_TRAIN_TARGET.out.model
     metrics  = DETECTOR_EVALUATE_GENERIC.out.metrics.mix(DETECTOR_EVALUATE_TARGET.out.metrics)
     pseudo   = DETECTOR_PSEUDOLABEL.out.pseudo
-    archives = DETECTOR_EXPORT.out.archive
+    archives = DETECTOR_PACKAGE.out.archive
     versions = ch_versions
 }

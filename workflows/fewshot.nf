@@ -4,13 +4,13 @@
  * learning) → evaluated on novel classes it never saw (prototypes, episodes, open set,
  * clusters) → archive holding the embedder and a gallery of every class.
  * With a sweep (--sweep): one training task per configuration, the best by validation
- * 5-way 1-shot accuracy chosen (SWEEP_SELECT) and only that one evaluated.
+ * 5-way 1-shot accuracy chosen (SWEEP_BEST) and only that one evaluated.
  */
 include { FEWSHOT_VALIDATE } from '../modules/fewshot/validate/main'
 include { FEWSHOT_TRAIN    } from '../modules/fewshot/train/main'
 include { FEWSHOT_EVALUATE } from '../modules/fewshot/evaluate/main'
 include { FEWSHOT_PACKAGE  } from '../modules/fewshot/package/main'
-include { SWEEP_SELECT     } from '../modules/sweep/select/main'
+include { SWEEP_BEST       } from '../subworkflows/local/sweep_best/main'
 
 workflow FEWSHOT {
     take:
@@ -36,17 +36,10 @@ workflow FEWSHOT {
     ch_model = FEWSHOT_TRAIN.out.model
     ch_sweep = Channel.empty()
     if (sweeping) {
-        ch_plan = Channel.of(groovy.json.JsonOutput.toJson(sweep)).collectFile(name: 'sweep_plan.json').first()
-        SWEEP_SELECT ( FEWSHOT_TRAIN.out.model
-            .map { meta, model -> [ [ id: meta.id, family: meta.family ], meta.config, model ] }
-            .groupTuple()
-            .combine(ch_plan) )
-        ch_versions = ch_versions.mix(SWEEP_SELECT.out.versions)
-        ch_sweep = SWEEP_SELECT.out.sweep.map { meta, dir -> dir }
-        ch_model = FEWSHOT_TRAIN.out.model
-            .combine(SWEEP_SELECT.out.best.map { meta, best -> best.text.trim() })
-            .filter { meta, model, best -> meta.config == best }
-            .map { meta, model, best -> [ meta, model ] }
+        SWEEP_BEST ( FEWSHOT_TRAIN.out.model, sweep )
+        ch_versions = ch_versions.mix(SWEEP_BEST.out.versions)
+        ch_sweep = SWEEP_BEST.out.sweep
+        ch_model = SWEEP_BEST.out.model
     }
 
     // Only the chosen model meets the test classes.

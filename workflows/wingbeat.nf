@@ -3,7 +3,7 @@
  * + log-mel) → one training task per requested model, in parallel → evaluation of each →
  * comparison (best by validation macro-F1) → the best model packaged as a .mar archive.
  * With a sweep (--sweep): one training task per configuration of the swept model, the
- * best by validation macro-F1 chosen (SWEEP_SELECT) and only that one evaluated on test.
+ * best by validation macro-F1 chosen (SWEEP_BEST) and only that one evaluated on test.
  */
 include { WINGBEAT_VALIDATE } from '../modules/wingbeat/validate/main'
 include { WINGBEAT_FEATURES } from '../modules/wingbeat/features/main'
@@ -11,7 +11,7 @@ include { WINGBEAT_TRAIN    } from '../modules/wingbeat/train/main'
 include { WINGBEAT_EVALUATE } from '../modules/wingbeat/evaluate/main'
 include { WINGBEAT_COMPARE  } from '../modules/wingbeat/compare/main'
 include { WINGBEAT_PACKAGE  } from '../modules/wingbeat/package/main'
-include { SWEEP_SELECT      } from '../modules/sweep/select/main'
+include { SWEEP_BEST        } from '../subworkflows/local/sweep_best/main'
 
 workflow WINGBEAT {
     take:
@@ -47,18 +47,10 @@ workflow WINGBEAT {
     ch_sweep = Channel.empty()
     ch_candidates = WINGBEAT_TRAIN.out.model
     if (sweeping) {
-        ch_plan = Channel.of(groovy.json.JsonOutput.toJson(sweep)).collectFile(name: 'sweep_plan.json').first()
-        ch_select = WINGBEAT_TRAIN.out.model
-            .map { meta, model -> [ [ id: meta.id, family: meta.family ], meta.config, model ] }
-            .groupTuple()
-            .combine(ch_plan)
-        SWEEP_SELECT ( ch_select )
-        ch_versions = ch_versions.mix(SWEEP_SELECT.out.versions)
-        ch_sweep = SWEEP_SELECT.out.sweep.map { meta, dir -> dir }
-        ch_candidates = WINGBEAT_TRAIN.out.model
-            .combine(SWEEP_SELECT.out.best.map { meta, best -> best.text.trim() })
-            .filter { meta, model, best -> meta.config == best }
-            .map { meta, model, best -> [ meta, model ] }
+        SWEEP_BEST ( WINGBEAT_TRAIN.out.model, sweep )
+        ch_versions = ch_versions.mix(SWEEP_BEST.out.versions)
+        ch_sweep = SWEEP_BEST.out.sweep
+        ch_candidates = SWEEP_BEST.out.model
     }
 
     ch_evaluate = ch_candidates

@@ -11,6 +11,9 @@ process DETECTOR_EVALUATE {
     tuple val(meta), path('evaluation')             , emit: evaluation
     path 'versions.yml'                             , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """
@@ -27,6 +30,7 @@ process DETECTOR_EVALUATE {
     stub:
     """
     mkdir evaluation
-    touch evaluation/metrics.json evaluation/confusion_matrix.png evaluation/predictions.png versions.yml
+    touch evaluation/metrics.json evaluation/confusion_matrix.png evaluation/predictions.png
+    insectml versions --process ${task.process} > versions.yml
     """
 }

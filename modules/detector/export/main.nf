@@ -6,25 +6,29 @@ process DETECTOR_EXPORT {
     tuple val(meta), path(model)
 
     output:
-    tuple val(meta), path('*.mar')                                , emit: archive
+    tuple val(meta), path('*.torchscript.pt')                     , emit: torchscript
     tuple val(meta), path('*.{torchscript.pt,onnx,export.json}')  , emit: export
     path 'versions.yml'                                           , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
-    def name = meta.archive ?: 'detector'
+    def prefix = task.ext.prefix ?: "${meta.id}"
     """
     insectml detector export \\
         --model ${model} \\
-        --name ${name} \\
+        --name ${prefix} \\
         --out . \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """
 
     stub:
-    def name = meta.archive ?: 'detector'
+    def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${name}.mar ${name}.torchscript.pt ${name}.export.json versions.yml
+    touch ${prefix}.torchscript.pt ${prefix}.export.json
+    insectml versions --process ${task.process} > versions.yml
     """
 }

@@ -11,6 +11,9 @@ process DETECTOR_PSEUDOLABEL {
     tuple val(meta), path('pseudo')                                                          , emit: pseudo
     path 'versions.yml'                                                                      , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """
@@ -27,6 +30,7 @@ process DETECTOR_PSEUDOLABEL {
     stub:
     """
     mkdir pseudo
-    touch pseudo/merged_manifest.jsonl pseudo/merged_dataset.json pseudo/pseudo_report.json versions.yml
+    touch pseudo/merged_manifest.jsonl pseudo/merged_dataset.json pseudo/pseudo_report.json
+    insectml versions --process ${task.process} > versions.yml
     """
 }

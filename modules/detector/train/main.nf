@@ -11,6 +11,9 @@ process DETECTOR_TRAIN {
     tuple val(meta), path('model'), emit: model
     path 'versions.yml'           , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
@@ -30,6 +33,7 @@ process DETECTOR_TRAIN {
     stub:
     """
     mkdir model
-    touch model/weights.pt model/config.json model/labels.json model/lineage.json versions.yml
+    touch model/weights.pt model/config.json model/labels.json model/lineage.json
+    insectml versions --process ${task.process} > versions.yml
     """
 }

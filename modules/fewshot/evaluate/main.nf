@@ -13,6 +13,9 @@ process FEWSHOT_EVALUATE {
     tuple val(meta), path('evaluation')             , emit: evaluation
     path 'versions.yml'                             , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def sweep_table = sweep ? "--sweep ${sweep}/sweep.json" : ''
@@ -32,6 +35,7 @@ process FEWSHOT_EVALUATE {
     stub:
     """
     mkdir -p evaluation/gallery
-    touch evaluation/metrics.json evaluation/report.html evaluation/gallery/gallery.json versions.yml
+    touch evaluation/metrics.json evaluation/report.html evaluation/gallery/gallery.json
+    insectml versions --process ${task.process} > versions.yml
     """
 }

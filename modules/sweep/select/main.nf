@@ -10,6 +10,9 @@ process SWEEP_SELECT {
     tuple val(meta), path('sweep')         , emit: sweep
     path 'versions.yml'                    , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """
@@ -27,6 +30,7 @@ process SWEEP_SELECT {
     """
     mkdir sweep
     echo ${ids[0]} > sweep/best.txt
-    touch sweep/sweep.csv sweep/sweep.json versions.yml
+    touch sweep/sweep.csv sweep/sweep.json
+    insectml versions --process ${task.process} > versions.yml
     """
 }

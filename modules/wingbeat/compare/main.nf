@@ -11,6 +11,9 @@ process WINGBEAT_COMPARE {
     tuple val(meta), path('comparison')         , emit: comparison
     path 'versions.yml'                          , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def sweep_table = sweep ? "--sweep ${sweep}/sweep.json" : ''
@@ -27,6 +30,9 @@ process WINGBEAT_COMPARE {
     stub:
     """
     mkdir comparison
-    touch comparison/best.txt comparison/comparison.csv comparison/report.html versions.yml
+    # the first model's name (from its stub config.json), so that packaging is wired too
+    grep -ho '"model": "[^"]*"' model_*/config.json | head -n 1 | cut -d '"' -f 4 > comparison/best.txt
+    touch comparison/comparison.csv comparison/report.html
+    insectml versions --process ${task.process} > versions.yml
     """
 }

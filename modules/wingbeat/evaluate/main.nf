@@ -10,6 +10,9 @@ process WINGBEAT_EVALUATE {
     tuple val(meta), path('evaluation')             , emit: evaluation
     path 'versions.yml'                             , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """
@@ -24,6 +27,7 @@ process WINGBEAT_EVALUATE {
     stub:
     """
     mkdir evaluation
-    touch evaluation/metrics.json evaluation/confusion_matrix.png evaluation/report.html versions.yml
+    touch evaluation/metrics.json evaluation/confusion_matrix.png evaluation/report.html
+    insectml versions --process ${task.process} > versions.yml
     """
 }

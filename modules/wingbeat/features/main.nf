@@ -9,6 +9,9 @@ process WINGBEAT_FEATURES {
     tuple val(meta), path('features.npz'), emit: features
     path 'versions.yml'                  , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     """
@@ -23,6 +26,7 @@ process WINGBEAT_FEATURES {
 
     stub:
     """
-    touch features.npz versions.yml
+    touch features.npz
+    insectml versions --process ${task.process} > versions.yml
     """
 }

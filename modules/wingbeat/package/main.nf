@@ -9,18 +9,25 @@ process WINGBEAT_PACKAGE {
     tuple val(meta), path('*.mar'), emit: archive
     path 'versions.yml'           , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    insectml wingbeat package \\
+    insectml package wingbeat \\
         --model ${model} \\
+        --name ${prefix} \\
         --out . \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """
 
     stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch wingbeat.mar versions.yml
+    touch ${prefix}.mar
+    insectml versions --process ${task.process} > versions.yml
     """
 }

@@ -10,6 +10,9 @@ process WINGBEAT_TRAIN {
     tuple val(meta), path('model'), emit: model
     path 'versions.yml'           , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
@@ -28,6 +31,8 @@ process WINGBEAT_TRAIN {
     stub:
     """
     mkdir model
-    touch model/model.joblib model/config.json model/labels.json model/lineage.json versions.yml
+    echo '{"model": "${meta.model}"}' > model/config.json
+    touch model/model.joblib model/labels.json model/lineage.json
+    insectml versions --process ${task.process} > versions.yml
     """
 }

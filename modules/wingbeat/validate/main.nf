@@ -10,6 +10,9 @@ process WINGBEAT_VALIDATE {
     tuple val(meta), path('validation_report.json')              , emit: report
     path 'versions.yml'                                           , emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
     def args = task.ext.args ?: ''
     def labels_arg = labels ? "--labels ${labels}" : '--layout folders'
@@ -25,6 +28,7 @@ process WINGBEAT_VALIDATE {
 
     stub:
     """
-    touch manifest.jsonl dataset.json validation_report.json versions.yml
+    touch manifest.jsonl dataset.json validation_report.json
+    insectml versions --process ${task.process} > versions.yml
     """
 }

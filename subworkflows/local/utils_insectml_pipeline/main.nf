@@ -1,0 +1,82 @@
+/*
+ * Pipeline utilities shared by the library's train_evaluate.nf and every project made
+ * from cookiecutter-template/ (part of the 'base' component): the insectml CLI from the
+ * head job, params validation and --help, the sweep plan, the input channels of each
+ * family, and the run's completion (software_versions.yml, the closing log line).
+ * Validation and the sweep plan run in Python before any channel exists.
+ */
+
+// `insectml ARGS…` from the head job: [ exit code, stdout, stderr ]. A library checkout
+// runs its own bin/insectml; a project runs the insectml installed in its environment.
+def insectml(List args) {
+    def checkout = file("${projectDir}/bin/insectml")
+    def proc = ([ checkout.exists() ? checkout.toString() : 'insectml' ] + args).collect { it.toString() }.execute()
+    def out = new StringBuilder(), err = new StringBuilder()
+    proc.waitForProcessOutput(out, err)
+    return [ proc.exitValue(), out.toString(), err.toString() ]
+}
+
+// --help prints every param and exits 0; params that break nextflow_schema.json end the
+// run with exit code 2 and one line per problem.
+def validateParams(String schema = "${projectDir}/nextflow_schema.json") {
+    if (params.help) {
+        def (code, out, err) = insectml([ 'params', 'help', '--schema', schema ])
+        println(out ?: err)
+        exit 0
+    }
+    def (code, out, err) = insectml([ 'params', 'validate', '--schema', schema, '--params', groovy.json.JsonOutput.toJson(params) ])
+    if (code != 0) {
+        exit 2, err.trim()
+    }
+}
+
+// --sweep FILE: the configurations (a map: task, metric, configs, …), checked in Python
+// like the params; [:] without a sweep. The swept family must be one of `tasks`.
+def sweepPlan(List tasks, String schema = "${projectDir}/nextflow_schema.json") {
+    if (!params.sweep) {
+        return [:]
+    }
+    def (code, out, err) = insectml([ 'sweep', 'plan', '--sweep', params.sweep, '--schema', schema, '--params', groovy.json.JsonOutput.toJson(params) ])
+    if (code != 0) {
+        exit 2, err.trim()
+    }
+    def sweep = new groovy.json.JsonSlurper().parseText(out)
+    if (!(sweep.task in tasks)) {
+        exit 2, "${workflow.manifest.name}: error: --sweep: ${params.sweep} sweeps ${sweep.task}, which --task ${params.task} does not run"
+    }
+    log.info "${workflow.manifest.name}: sweep ${params.sweep}: ${sweep.configs.size()} ${sweep.task} configurations"
+    return sweep
+}
+
+// The input channel of a family's workflow: one item, [ meta, inputs… ].
+def familyInput(String family) {
+    def meta = [ id: family, family: family, seed: params.seed ]
+    if (family == 'wingbeat') {
+        // The folders layout (<species>/<...>/<file>.wav) has no labels CSV.
+        def labels = params.wingbeat_layout == 'folders' ? []
+            : file(params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv", checkIfExists: true)
+        return Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true) ])
+    }
+    return Channel.of([ meta, file(params["${family}_input".toString()], checkIfExists: true) ])
+}
+
+workflow PIPELINE_COMPLETION {
+    take:
+    ch_versions     // versions.yml of every task
+
+    main:
+    ch_versions
+        .unique()
+        .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true)
+
+    workflow.onComplete {
+        completionLog()
+    }
+}
+
+// In a function `workflow` is the run's metadata (inside a workflow block it is not).
+def completionLog() {
+    if (workflow.success) {
+        log.info "${workflow.manifest.name}: done. Results in ${params.outdir}; run reports in ${params.outdir}/pipeline_info"
+    }
+}
