@@ -29,9 +29,9 @@ class DetectorTrainConfig:
     dataset: Path
     root: Path
     out_dir: Path
-    model: str = "ssdlite320_mobilenet_v3_large"
+    model: str = PARAMS.default("detector_model")
     weights: Path | None = None
-    image_size: int = 320
+    image_size: int = PARAMS.default("detector_image_size")
     loop: LoopConfig = field(default_factory=partial(declared_loop, PARAMS))
 
 

@@ -28,16 +28,16 @@ class FewshotTrainConfig:
     dataset: Path
     root: Path
     out_dir: Path
-    backbone: str = "resnet10t"
-    dim: int = 128
-    image_size: int = 64
+    backbone: str = PARAMS.default("fewshot_backbone")
+    dim: int = PARAMS.default("fewshot_dim")
+    image_size: int = PARAMS.default("fewshot_image_size")
     weights: Path | None = None
-    loss: str = "proto"
-    miner: str = "none"
-    shots: int = 1  # prototypical loss: support images per class in a training episode
-    classes_per_batch: int = 16
-    per_class: int = 3
-    val_episodes: int = 300
+    loss: str = PARAMS.default("fewshot_loss")
+    miner: str = PARAMS.default("fewshot_miner")
+    shots: int = PARAMS.default("fewshot_shots")  # prototypical loss: support images per class in a training episode
+    classes_per_batch: int = PARAMS.default("fewshot_classes_per_batch")
+    per_class: int = PARAMS.default("fewshot_per_class")
+    val_episodes: int = PARAMS.default("fewshot_val_episodes")
     # its batch_size is not used: a batch is classes_per_batch x per_class images
     loop: LoopConfig = field(default_factory=partial(declared_loop, PARAMS))
 

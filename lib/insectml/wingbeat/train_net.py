@@ -29,7 +29,7 @@ class NetConfig:
     features: Path
     out_dir: Path
     model: str
-    backbone: str = "mobilenetv3_small_050"
+    backbone: str = PARAMS.default("wingbeat_backbone")
     weights: Path | None = None
     loop: LoopConfig = field(default_factory=partial(declared_loop, PARAMS))
     augment: bool = True
