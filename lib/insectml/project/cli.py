@@ -25,9 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="install and update the library's modules, workflows and configuration in a project",
         description="Copy components of the insectml library into a project and record each one (library "
         "version, commit, sha256 of every file) in the project's modules.json. Components: modules "
-        "(<family>/<step>), workflows (<family>: the workflow, its conf/<family>/ configuration, its params "
-        "group and the modules it includes) and 'base' (conf/*.config: resources, Slurm, GPU and test "
-        "profiles, publishing, run reports).",
+        "(<family>/<step>), subworkflows (sweep_best), workflows (<family>: the workflow, its conf/<family>/ "
+        "configuration, its params group and the modules and subworkflows it includes) and 'base' "
+        "(conf/*.config: resources, Slurm, GPU and test profiles, publishing, run reports; the pipeline "
+        "utilities in subworkflows/local/utils_*).",
     )
     msub = modules.add_subparsers(dest="modules_command", metavar="ACTION", required=True)
 
@@ -79,10 +80,10 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"library {library.source} (insectml {library.version}, {(library.commit or 'no git')[:8]})")
-    print(f"{'component':<22} {'kind':<9} {'files':>5}  {'installed':<10} requires")
+    print(f"{'component':<22} {'kind':<11} {'files':>5}  {'installed':<10} requires")
     for r in rows:
         print(
-            f"{r['name']:<22} {r['kind']:<9} {r['files']:>5}  {r['installed'] or '-':<10} "
+            f"{r['name']:<22} {r['kind']:<11} {r['files']:>5}  {r['installed'] or '-':<10} "
             f"{', '.join(r['requires']) or '-'}"
         )
     return 0
