@@ -95,6 +95,35 @@ def param(
     return Param(name, type, default, help, tuple(steps), flag, schema, groovy, in_args)
 
 
+# An archive / served model name: it becomes a file name and a URL path segment.
+NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_-]*$"
+
+
+def optimiser_params(family: str, weight_decay: float, warmup_epochs: float, of: str = "") -> tuple[Param, ...]:
+    """``<family>_weight_decay`` and ``<family>_warmup_epochs`` of the shared training loop,
+    read by the family's ``train`` step; ``of`` says whose (" of the neural models")."""
+    return (
+        param(
+            f"{family}_weight_decay",
+            "number",
+            weight_decay,
+            f"AdamW weight decay{of}",
+            steps="train",
+            flag="--weight-decay",
+            minimum=0,
+        ),
+        param(
+            f"{family}_warmup_epochs",
+            "number",
+            warmup_epochs,
+            "epochs of linear learning-rate warm-up before the cosine decay",
+            steps="train",
+            flag="--warmup-epochs",
+            minimum=0,
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Group:
     """A params group: one ``$defs`` entry of the schema and one params.config file."""

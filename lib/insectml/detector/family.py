@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from insectml.detector.models import DETECTORS
-from insectml.spec import Family, Group, param
-
-NAME_PATTERN = "^[A-Za-z][A-Za-z0-9_-]*$"
+from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param
 
 PARAMS = Group(
     "detector",
@@ -144,24 +142,7 @@ PARAMS = Group(
             flag="--lr",
             exclusiveMinimum=0,
         ),
-        param(
-            "detector_weight_decay",
-            "number",
-            0.0001,
-            "AdamW weight decay",
-            steps="train",
-            flag="--weight-decay",
-            minimum=0,
-        ),
-        param(
-            "detector_warmup_epochs",
-            "number",
-            2.0,
-            "epochs of linear learning-rate warm-up before the cosine decay",
-            steps="train",
-            flag="--warmup-epochs",
-            minimum=0,
-        ),
+        *optimiser_params("detector", 0.0001, 2.0),
         param(
             "detector_patience",
             "integer",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from insectml.fewshot.names import LOSSES, MINERS
-from insectml.spec import Family, Group, param
+from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param
 
 PARAMS = Group(
     "fewshot",
@@ -158,24 +158,7 @@ PARAMS = Group(
             flag="--lr",
             exclusiveMinimum=0,
         ),
-        param(
-            "fewshot_weight_decay",
-            "number",
-            0.0001,
-            "AdamW weight decay",
-            steps="train",
-            flag="--weight-decay",
-            minimum=0,
-        ),
-        param(
-            "fewshot_warmup_epochs",
-            "number",
-            1.0,
-            "epochs of linear learning-rate warm-up before the cosine decay",
-            steps="train",
-            flag="--warmup-epochs",
-            minimum=0,
-        ),
+        *optimiser_params("fewshot", 0.0001, 1.0),
         param(
             "fewshot_patience",
             "integer",
@@ -229,7 +212,7 @@ PARAMS = Group(
             steps="package",
             flag="--name",
             in_args=False,  # the module passes it as ext.prefix
-            pattern="^[A-Za-z][A-Za-z0-9_-]*$",
+            pattern=NAME_PATTERN,
         ),
     ),
     config="conf/fewshot/params.config",

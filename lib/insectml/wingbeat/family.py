@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from insectml.spec import Family, Group, param
+from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param
 from insectml.wingbeat.models import CLASSICAL_MODELS
 
 # The models trained side by side; `insectml wingbeat train --model` builds each by name.
@@ -175,24 +175,7 @@ PARAMS = Group(
             flag="--lr",
             exclusiveMinimum=0,
         ),
-        param(
-            "wingbeat_weight_decay",
-            "number",
-            0.01,
-            "AdamW weight decay of the neural models",
-            steps="train",
-            flag="--weight-decay",
-            minimum=0,
-        ),
-        param(
-            "wingbeat_warmup_epochs",
-            "number",
-            1.0,
-            "epochs of linear learning-rate warm-up before the cosine decay",
-            steps="train",
-            flag="--warmup-epochs",
-            minimum=0,
-        ),
+        *optimiser_params("wingbeat", 0.01, 1.0, of=" of the neural models"),
         param(
             "wingbeat_patience",
             "integer",
@@ -229,7 +212,7 @@ PARAMS = Group(
             steps="package",
             flag="--name",
             in_args=False,  # the module passes it as ext.prefix
-            pattern="^[A-Za-z][A-Za-z0-9_-]*$",
+            pattern=NAME_PATTERN,
         ),
     ),
     config="conf/wingbeat/params.config",
