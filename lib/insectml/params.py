@@ -37,7 +37,11 @@ def flat_properties(schema: dict) -> dict[str, dict]:
 
 def validate_params(schema_path: Path, params_json: str) -> None:
     """Raise :class:`ParamsError` with one line per problem: type, range, choice,
-    missing file or folder, unknown parameter."""
+    missing file or folder, unknown parameter.
+
+    Files and folders are looked for only for the families ``--task`` runs: a family's
+    params group (a ``$defs`` entry named after it) is type-checked always, but its
+    demo-data defaults need not exist when the family is not run."""
     import jsonschema
 
     schema = load_schema(schema_path)
@@ -54,9 +58,10 @@ def validate_params(schema_path: Path, params_json: str) -> None:
     for error in sorted(validator.iter_errors(present), key=lambda e: list(e.path)):
         name = error.path[0] if error.path else "params"
         problems.append(f"--{name}: {_message(error)}")
+    idle = _idle_family_params(schema, present.get("task"))
     for name, value in present.items():
         spec = props[name]
-        if spec.get("exists") and isinstance(value, str):
+        if spec.get("exists") and isinstance(value, str) and name not in idle:
             path = Path(value)
             kind = spec.get("format")
             if kind == "file-path" and not path.is_file():
@@ -72,6 +77,18 @@ def validate_params(schema_path: Path, params_json: str) -> None:
     problems += [f"--{k}: unknown parameter (see --help)" for k in unknown]
     if problems:
         raise ParamsError(problems)
+
+
+def _idle_family_params(schema: dict, task: object) -> set[str]:
+    """The params of the families that ``task`` (comma-separated family names) does not run."""
+    families = set(flat_properties(schema).get("task", {}).get("x-choices", []))
+    running = {t.strip() for t in task.split(",")} if isinstance(task, str) else families
+    return {
+        name
+        for group_name, group in schema.get("$defs", {}).items()
+        if group_name in families - running
+        for name in group.get("properties", {})
+    }
 
 
 def _nextflow_alias(name: str, props: dict) -> bool:

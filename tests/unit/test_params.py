@@ -37,6 +37,16 @@ def test_bad_params_are_named(schema, tmp_path, change, message):
     assert str(info.value).startswith(message)
 
 
+def test_only_the_families_that_run_need_their_folders(schema, tmp_path):
+    """A fresh clone has no demo data: --task detector must not look for data/wingbeat."""
+    missing = {"wingbeat_input": "/no/such/dir", "fewshot_input": "/no/such/dir", "fewshot_images": "/no/such"}
+    validate_params(
+        schema, json.dumps({**base(tmp_path), **missing, "task": "detector", "detector_input": str(tmp_path)})
+    )
+    with pytest.raises(ParamsError, match="--detector_input: folder not found"):
+        validate_params(schema, json.dumps({**base(tmp_path), "task": "wingbeat,detector", "detector_input": "/no/x"}))
+
+
 def test_help_lists_every_param(schema):
     text = help_text(schema)
     assert "--wingbeat_feature_model" in text and "--outdir" in text
