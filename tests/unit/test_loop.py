@@ -57,3 +57,13 @@ def test_a_family_fingerprint_leaves_the_loop_settings_to_the_key(tmp_path):
     b = replace(a, out_dir=tmp_path / "b", loop=replace(a.loop, threads=8, lr=0.1))
     fp = config_fingerprint
     assert fp(a, "features") == fp(b, "features") != fp(replace(a, augment=False), "features")
+
+
+@pytest.mark.parametrize("n, batches", [(9, 2), (8, 2), (10, 3)])
+def test_a_last_batch_of_one_sample_is_dropped(tmp_path, n, batches):
+    """Batch norm cannot train on one sample: 9 samples in batches of 4 make 2 batches, not 3."""
+    from insectml.training.loop import _epoch_loader
+
+    cfg = LoopConfig(out_dir=tmp_path, batch_size=4)
+    data = torch.utils.data.TensorDataset(torch.zeros(n, 2))
+    assert len(_epoch_loader(data, cfg, 1, None, None)) == batches

@@ -256,8 +256,11 @@ def _epoch_loader(train_set, cfg: LoopConfig, epoch: int, collate, batch_sampler
     order = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     if batch_sampler is not None:
         return torch.utils.data.DataLoader(train_set, batch_sampler=batch_sampler(order), collate_fn=collate)
+    # A last batch of one sample fails batch norm in training mode ("Expected more than 1
+    # value per channel"): with n % batch_size == 1 (any real data size can be), drop it.
+    lone = len(train_set) % cfg.batch_size == 1 and len(train_set) > 1
     return torch.utils.data.DataLoader(
-        train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, collate_fn=collate
+        train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, collate_fn=collate, drop_last=lone
     )
 
 
