@@ -46,7 +46,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-det-") as tmp:
         tmp = Path(tmp)
         root = write_detector_demo(tmp / "data", n_box_images=args.images, n_species_images=0, seed=11)
-        validate_detection(DetectorValidateConfig(root=root, out_dir=tmp / "v", supervisely=root / "insects_sly"))
+        validate_detection(DetectorValidateConfig(root=root, out_dir=tmp / "v", labels=root / "insects_sly"))
         classes = read_json(tmp / "v" / "dataset.json", "dataset")["classes"]
         rows = list(read_manifest(tmp / "v" / "manifest.jsonl"))
         data = DetectionSet(rows, root, classes, train=True)

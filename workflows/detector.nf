@@ -2,7 +2,9 @@
  * Detector family, two stages: Supervisely box labels → generic insect detector →
  * pseudo-labels on images that carry only a species label → target-species detector
  * trained on box labels + pseudo-labels. Both detectors are evaluated on the same
- * box-labelled test split.
+ * box-labelled test split. Without species-only images, or when none of them gains a
+ * box, the target stage is skipped (the pseudo-label step says why) and the generic
+ * detector is the family's model.
  */
 include { DETECTOR_VALIDATE                        } from '../modules/detector/validate/main'
 include { DETECTOR_TRAIN as DETECTOR_TRAIN_GENERIC } from '../modules/detector/train/main'
@@ -30,6 +32,7 @@ workflow DETECTOR {
     DETECTOR_EVALUATE_GENERIC ( DETECTOR_TRAIN_GENERIC.out.model.join(ch_generic), data )
     DETECTOR_PSEUDOLABEL ( DETECTOR_TRAIN_GENERIC.out.model.join(ch_generic), data )
 
+    DETECTOR_PSEUDOLABEL.out.skipped.subscribe { meta, note -> log.warn(note.text.trim()) }
     ch_target = DETECTOR_PSEUDOLABEL.out.merged
         .map { meta, manifest, dataset -> [ meta + [ stage: 'target' ], manifest, dataset ] }
     DETECTOR_TRAIN_TARGET ( ch_target, data )

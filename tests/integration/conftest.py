@@ -3,6 +3,7 @@ and Slurm tests."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import random
 import socket
 import subprocess
@@ -67,3 +68,32 @@ def fewshot_run(repo_root, tool_env, tmp_path_factory):
     done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--task", "fewshot", "--outdir", str(cwd / "results"))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return cwd / "results" / "fewshot"
+
+
+# The box-label exports a new user brings (tests/fixtures/exports.py), one Nextflow run each.
+EXPORTS = ("yolo", "coco", "voc")
+
+
+@pytest.fixture(scope="session")
+def format_runs(repo_root, tool_env, tmp_path_factory):
+    """``-profile test --task detector`` on a Roboflow YOLO, a Roboflow COCO and a Pascal VOC
+    export exactly as written (``--detector_input`` only: the labels are found, the format
+    detected; no species folder, so the generic stage only). The three runs go side by side.
+    {format: (export, its results/detector folder, the run)}."""
+    from tests.fixtures.exports import write_coco, write_roboflow_yolo, write_voc
+
+    writers = {"yolo": write_roboflow_yolo, "coco": write_coco, "voc": write_voc}
+    base = tmp_path_factory.mktemp("nf-formats")
+    exports = {fmt: writers[fmt](base / f"{fmt}-data", seed=3) for fmt in EXPORTS}
+
+    def run(fmt):
+        cwd = base / f"{fmt}-run"
+        cwd.mkdir()
+        args = ["-profile", "test", "--task", "detector", "--outdir", str(cwd / "results")]
+        return nextflow(repo_root, cwd, tool_env, *args, "--detector_input", str(exports[fmt].input_dir))
+
+    with concurrent.futures.ThreadPoolExecutor(len(EXPORTS)) as pool:
+        done = dict(zip(EXPORTS, pool.map(run, EXPORTS), strict=True))
+    for fmt, result in done.items():
+        assert result.returncode == 0, f"{fmt}: " + result.stdout[-3000:] + result.stderr[-3000:]
+    return {fmt: (exports[fmt], base / f"{fmt}-run" / "results" / "detector", done[fmt]) for fmt in EXPORTS}

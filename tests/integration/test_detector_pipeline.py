@@ -101,3 +101,22 @@ def test_batched_requests_and_a_bad_body(detector_server, repo_root):
     assert "not a readable image" in answers[3][1]["error"]
     # the server keeps serving
     assert predict(url, "target", bodies[0], content_type="image/jpeg")
+
+
+def test_served_detections_name_the_classes_as_the_export_wrote_them(detector_server, format_runs, run_cli):
+    """A model trained on a Roboflow YOLO export with awkward class names ("Halyomorpha halys
+    (Stål, 1855)", "sp. 1", "Ant" and "ant", …), packaged and registered with the real MMS:
+    every served label is one of the export's names, byte for byte."""
+    export, out, _ = format_runs["yolo"]
+    store, model = detector_server.model_store, out / "models" / "generic"
+    done = run_cli("detector", "export", "--model", model, "--name", "odd_names", "--out", store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_cli(
+        "package", "detector", "--model", model, "--torchscript", store / "odd_names.torchscript.pt",
+        "--name", "odd_names", "--score-threshold", "0", "--out", store,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    register(detector_server.management_url, "odd_names.mar", "odd_names")
+    boxed = next(p for p in export.images if export.boxes[p])
+    served = predict(detector_server.inference_url, "odd_names", (export.input_dir / boxed).read_bytes(), "image/jpeg")
+    assert served and {d["label"] for d in served} <= set(export.classes)

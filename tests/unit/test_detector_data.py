@@ -41,7 +41,7 @@ def boxed_index(root):
 
 def config(root, **kw):
     return DetectorValidateConfig(
-        root=root, out_dir=root.parent / "out", supervisely=root / "insects_sly", species=root / "species", **kw
+        root=root, out_dir=root.parent / "out", labels=root / "insects_sly", species=root / "species", **kw
     )
 
 
@@ -129,7 +129,7 @@ def test_clip_policy_clips_and_says_so(demo, tmp_path):
     assert any("zero area after clipping" in w for w in report["warnings"])
 
 
-def test_unknown_class_and_cross_group_duplicate_are_problems(demo, tmp_path):
+def test_unknown_class_and_cross_group_duplicate_are_problems_under_error(demo, tmp_path):
     root = copy(demo, tmp_path)
     i = boxed_index(root)
     meta = json.loads((root / "insects_sly" / "meta.json").read_text())
@@ -144,10 +144,56 @@ def test_unknown_class_and_cross_group_duplicate_are_problems(demo, tmp_path):
             config(
                 root,
                 classes=tuple(c for c in meta["classes"] and [c["title"] for c in meta["classes"]] if c != "beetle"),
+                duplicates="error",
             )
         )
     text = "\n".join(info.value.problems)
-    assert "unknown class(es) beetle" in text and "identical to" in text
+    assert "unknown class(es) beetle" in text
+    assert any(
+        "identical to" in line and "copy.jpg" in line and "in another group" in line for line in text.splitlines()
+    )
+
+
+def boxed_in_two_groups(root):
+    """Two box-labelled images of different groups: (index, group) each."""
+    seen = {}
+    for i in range(30):
+        ann = json.loads(ann_path(root, i).read_text())
+        group = next(t["value"] for t in ann["tags"] if t["name"] == "group")
+        if ann["objects"] and group not in seen.values():
+            seen[i] = group
+        if len(seen) == 2:
+            return list(seen.items())
+    raise AssertionError("the demo has no two groups of box-labelled images")
+
+
+def test_cross_group_duplicates_merge_their_groups_onto_one_side(demo, tmp_path):
+    root = copy(demo, tmp_path)
+    (a, group_a), (b, group_b) = boxed_in_two_groups(root)
+    img = root / "insects_sly" / "insects" / "img"
+    (img / f"insects_{b:04d}.jpg").write_bytes((img / f"insects_{a:04d}.jpg").read_bytes())
+    dataset = validate_detection(config(root))
+    rows = [json.loads(line) for line in (root.parent / "out" / "manifest.jsonl").read_text().splitlines()]
+    merged = min(group_a, group_b)
+    members = [r for r in rows if r["group"] == merged]
+    assert {r["path"] for r in members} >= {f"insects_sly/insects/img/insects_{k:04d}.jpg" for k in (a, b)}
+    assert len({r["split"] for r in members}) == 1 and dataset["split"]["groups_merged"] >= 1
+    report = json.loads((root.parent / "out" / "validation_report.json").read_text())
+    assert any(
+        f"groups {merged}, {max(group_a, group_b)} merged" in w and f"insects_{b:04d}.jpg: identical to" in w
+        for w in report["warnings"]
+    )
+
+
+def test_species_copy_of_a_box_labelled_image_is_dropped(demo, tmp_path):
+    root = copy(demo, tmp_path)
+    (a, _), _ = boxed_in_two_groups(root)
+    shutil.copy(
+        root / "insects_sly" / "insects" / "img" / f"insects_{a:04d}.jpg", root / "species" / "bee" / "twin.jpg"
+    )
+    dataset = validate_detection(config(root))
+    rows = [json.loads(line) for line in (root.parent / "out" / "manifest.jsonl").read_text().splitlines()]
+    assert "species/bee/twin.jpg" not in {r["path"] for r in rows} and dataset["split"]["duplicates_dropped"] == 1
 
 
 def test_cli_bad_project_is_one_line_exit_2(run_cli, tmp_path):

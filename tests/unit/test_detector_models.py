@@ -93,10 +93,39 @@ def test_train_then_evaluate_on_tiny_demo(tmp_path, run_cli):
     pseudo = [json.loads(line) for line in (out / "pseudo" / "pseudo_manifest.jsonl").read_text().splitlines()]
     assert all(r["split"] == "train" and set(r["labels"]) == {r["species"]} for r in pseudo)
     assert all(r["pseudo"]["threshold"] == 0.05 and min(r["pseudo"]["scores"]) >= 0.05 for r in pseudo)
+    if not pseudo:  # the barely trained model boxed nothing: no target stage
+        assert report["target_stage"] == "skipped" and (out / "pseudo" / "target_skipped.txt").is_file()
+        return
     merged = (out / "pseudo" / "merged_manifest.jsonl").read_text().splitlines()
-    assert len(merged) == 40 + len(pseudo)
+    assert len(merged) == 40 + len(pseudo) and report["target_stage"] == "trained"
     if pseudo:  # the review project reads back with the same reader
         from insectml.detector.supervisely_io import read_supervisely
 
         _, records, problems = read_supervisely(out / "pseudo" / "pseudo_sly", out / "pseudo")
         assert not problems and len(records) == len(pseudo)
+
+
+def test_pseudo_label_skips_the_target_stage_when_nothing_gains_a_box(tmp_path, run_cli):
+    """A threshold no box reaches: no merged manifest (the workflow's target stage does not
+    run) and one line saying why, instead of a target detector that copies the generic one."""
+    from insectml.data.detector_demo import OPENCLIPART, write_detector_demo
+
+    if not OPENCLIPART.is_dir():
+        pytest.skip("needs the Debian package openclipart-png")
+    root = write_detector_demo(tmp_path / "det", n_box_images=12, n_species_images=3, seed=2)
+    out = tmp_path / "out"
+    done = run_cli(
+        "detector", "validate", "--root", root, "--supervisely", root / "insects_sly",
+        "--species", root / "species", "--out", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    common = ["--manifest", out / "manifest.jsonl", "--dataset", out / "dataset.json", "--root", root]
+    done = run_cli("detector", "train", *common, "--epochs", "1", "--image-size", "128", "--out", out / "model")
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_cli(
+        "detector", "pseudo-label", "--model", out / "model", *common, "--threshold", "0.9999", "--out", out / "pseudo"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    note = (out / "pseudo" / "target_skipped.txt").read_text()
+    assert "none of the 3 species images gained a box" in note and "target stage is skipped" in done.stderr
+    assert not (out / "pseudo" / "merged_manifest.jsonl").exists()

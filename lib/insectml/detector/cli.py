@@ -18,17 +18,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     steps = detector.add_subparsers(dest="step", metavar="STEP", required=True)
     p = steps.add_parser(
         "validate",
-        help="read Supervisely boxes and species folders, check every image and box, split",
-        description="Read a Supervisely project (boxes) and/or a folder-per-species image set (labels only), "
+        help="read box labels (Supervisely, COCO, YOLO, VOC) and species folders, check every image and box, split",
+        description="Read box labels (a Supervisely project, COCO JSON, YOLO data.yaml as Ultralytics and "
+        "Roboflow write it, or Pascal VOC XML) and/or a folder-per-species image set (labels only), "
         "check every image and box, report every problem at once (exit 2) or write manifest.jsonl, "
         "dataset.json and validation_report.json. Box-labelled images are split (seeded, grouped by the "
-        "image tag 'group' when present); species images are marked 'unlabelled'.",
+        "image tag 'group' when present, Roboflow's copies of one photo together); species images are "
+        "marked 'unlabelled'.",
     )
     p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
-    p.add_argument("--supervisely", type=existing_dir, help="Supervisely project export (meta.json + datasets)")
-    p.add_argument("--species", type=existing_dir, help="<species>/<image> folders, image-level labels only")
-    p.add_argument("--classes", default="", help="comma-separated classes to accept (default: the project's)")
+    p.add_argument(
+        "--labels",
+        type=_existing_path,
+        help="box labels: a Supervisely project, a COCO JSON or its folder, a YOLO data.yaml or its folder, "
+        "or a folder of Pascal VOC XML; or a folder with one such export directly below it",
+    )
+    # the old flag: --labels DIR --format supervisely
+    p.add_argument("--supervisely", type=_existing_path, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--species",
+        type=Path,
+        help="<species>/<image> folders, image-level labels only (missing: a warning, no species images)",
+    )
+    p.add_argument(
+        "--classes",
+        default="",
+        help="comma-separated classes to accept (default: the ones the labels declare); names with a comma: --class",
+    )
+    p.add_argument(
+        "--class",
+        dest="class_names",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="one class to accept, written as it is (repeat it)",
+    )
     add_step_params(p, P, "validate")
+    add_param(p, GENERAL, "duplicates")
     add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_validate)
@@ -97,24 +123,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from insectml.detector.supervisely_io import class_name
     from insectml.detector.validate import DetectorValidateConfig, validate_detection
     from insectml.errors import ConfigError
 
-    if args.supervisely is None and args.species is None:
-        raise ConfigError("give --supervisely, --species or both")
+    settings = step_settings(args, P, "validate")
+    if args.supervisely is not None:
+        args.labels, settings["format"] = args.supervisely, "supervisely"
+    if args.labels is None and args.species is None:
+        raise ConfigError("give --labels, --species or both")
+    classes = (class_name(c) for c in (*args.classes.split(","), *args.class_names))
     dataset = validate_detection(
         DetectorValidateConfig(
             root=args.root,
             out_dir=args.out,
-            supervisely=args.supervisely,
+            labels=args.labels,
             species=args.species,
-            classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()),
+            classes=tuple(dict.fromkeys(c for c in classes if c)),
             seed=args.seed,
-            **step_settings(args, P, "validate"),
+            duplicates=args.duplicates,
+            **settings,
         )
     )
     print(json.dumps({k: dataset[k] for k in ("n_images", "n_boxes", "images_per_split")}))
     return 0
+
+
+def _existing_path(value: str) -> Path:
+    """argparse type: a file or folder that exists."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value}: not found")
+    return path
 
 
 def _train(args: argparse.Namespace) -> int:

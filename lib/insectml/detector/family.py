@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from insectml.detector.formats import FORMATS
 from insectml.detector.models import DETECTORS
 from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param
 
@@ -20,16 +21,27 @@ PARAMS = Group(
             "detector_input",
             "string",
             "<projectDir>/data/detector",
-            "folder holding the Supervisely project and the species folders (manifest paths are relative to it)",
+            "folder holding the box labels and the species folders (manifest paths are relative to it)",
             groovy='"${projectDir}/data/detector"',
             format="directory-path",
             exists=True,
         ),
         param(
-            "detector_supervisely",
+            "detector_labels",
             "string",
-            "insects_sly",
-            "Supervisely project export (meta.json + datasets) inside detector_input: the box labels",
+            "",
+            "box labels below detector_input: a Supervisely project, a COCO JSON or its folder, a YOLO "
+            "data.yaml or its folder, or a folder of Pascal VOC XML (empty: the one export found in "
+            "detector_input or a folder directly below it)",
+        ),
+        param(
+            "detector_format",
+            "string",
+            "auto",
+            "format of detector_labels (auto: detected from the files)",
+            steps="validate",
+            flag="--format",
+            enum=["auto", *FORMATS],
         ),
         param(
             "detector_species",

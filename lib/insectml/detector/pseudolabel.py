@@ -9,6 +9,7 @@ written as a Supervisely project, so people can review it in the labelling tool.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from insectml.data.manifest import read_json, read_manifest, write_manifest
 from insectml.detector.evaluate import load_detector
 from insectml.detector.family import PARAMS as P
 from insectml.errors import ConfigError
+from insectml.fileio import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,12 @@ class PseudoLabelConfig:
 def pseudo_label(cfg: PseudoLabelConfig) -> dict:
     """Write ``pseudo_manifest.jsonl`` (species images that gained boxes),
     ``merged_manifest.jsonl`` (box-labelled rows + pseudo rows in train),
-    ``merged_dataset.json``, ``pseudo_report.json`` and ``pseudo_sly/``."""
+    ``merged_dataset.json``, ``pseudo_report.json`` and ``pseudo_sly/``.
+
+    When no species image gained a box (or there are none), the merged files are not
+    written: a target stage would train a copy of the generic detector. Instead
+    ``target_skipped.txt`` says why, in one line, and the report's ``target_stage`` is
+    ``"skipped"``."""
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
     from tqdm import tqdm
@@ -81,16 +90,22 @@ def pseudo_label(cfg: PseudoLabelConfig) -> dict:
             )
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(pseudo, cfg.out_dir / "pseudo_manifest.jsonl")
-    boxed = [r for r in rows if r["source"] == "boxes"]
-    write_manifest(boxed + pseudo, cfg.out_dir / "merged_manifest.jsonl")
-    merged = {
-        **dataset,
-        "n_pseudo_images": len(pseudo),
-        "n_pseudo_boxes": sum(len(r["boxes"]) for r in pseudo),
-        "pseudo_provenance": provenance,
-    }
-    (cfg.out_dir / "merged_dataset.json").write_text(json.dumps(merged, indent=2) + "\n")
+    skipped = _why_no_target(len(species_rows), cfg.threshold) if not pseudo else None
+    if skipped:
+        log.warning("%s", skipped)
+        write_text_atomic(cfg.out_dir / "target_skipped.txt", skipped + "\n")
+    else:
+        boxed = [r for r in rows if r["source"] == "boxes"]
+        write_manifest(boxed + pseudo, cfg.out_dir / "merged_manifest.jsonl")
+        merged = {
+            **dataset,
+            "n_pseudo_images": len(pseudo),
+            "n_pseudo_boxes": sum(len(r["boxes"]) for r in pseudo),
+            "pseudo_provenance": provenance,
+        }
+        write_json_atomic(cfg.out_dir / "merged_dataset.json", merged, indent=2)
     report = {
+        "target_stage": "skipped" if skipped else "trained",
         **provenance,
         "species_images": len(species_rows),
         "gained_boxes": len(pseudo),
@@ -101,6 +116,19 @@ def pseudo_label(cfg: PseudoLabelConfig) -> dict:
     (cfg.out_dir / "pseudo_report.json").write_text(json.dumps(report, indent=2) + "\n")
     _write_supervisely(pseudo, classes, cfg.root, cfg.out_dir / "pseudo_sly")
     return report
+
+
+def _why_no_target(n_species: int, threshold: float) -> str:
+    if n_species == 0:
+        return (
+            "detector: no species-only images (--detector_species not given or empty), "
+            "so only the generic detector is trained; the target stage is skipped"
+        )
+    return (
+        f"detector: none of the {n_species} species images gained a box at score threshold {threshold}, "
+        "so the target stage is skipped (it would train a copy of the generic detector); "
+        "lower --detector_pseudo_threshold or train the generic detector longer"
+    )
 
 
 def _count(rows: list[dict]) -> dict[str, int]:

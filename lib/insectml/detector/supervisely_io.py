@@ -10,12 +10,20 @@ right/bottom exclusive; Supervisely's rectangle corners are inclusive pixel indi
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from insectml.errors import InputFileError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def class_name(text: str) -> str:
+    """A class name as written, in Unicode NFC and without outer whitespace: "Stål" typed
+    on one system and a folder "Stål" made on macOS (which stores it decomposed) must be
+    one class; case, spaces, dots, brackets and commas stay as they are."""
+    return unicodedata.normalize("NFC", text).strip()
 
 
 @dataclass
@@ -32,7 +40,7 @@ class ImageRecord:
 def read_supervisely(project_dir: Path, root: Path) -> tuple[list[str], list[ImageRecord], list[str]]:
     """Classes, one record per image, and problems found while reading (an annotation
     the SDK refuses, e.g. an unknown class, is a problem naming its file)."""
-    import supervisely as sly
+    sly = _import_supervisely()
 
     if not (project_dir / "meta.json").is_file():
         raise InputFileError(project_dir, "not a Supervisely project (no meta.json)")
@@ -40,7 +48,7 @@ def read_supervisely(project_dir: Path, root: Path) -> tuple[list[str], list[Ima
         project = sly.Project(str(project_dir), sly.OpenMode.READ)
     except Exception as exc:  # noqa: BLE001 - the SDK raises many types for a malformed project
         raise InputFileError(project_dir, f"Supervisely project cannot be read ({_short(exc)})") from None
-    classes = [c.name for c in project.meta.obj_classes]
+    classes = [class_name(c.name) for c in project.meta.obj_classes]
     records, problems = [], []
     for dataset in project.datasets:
         for item in dataset:
@@ -65,9 +73,30 @@ def read_supervisely(project_dir: Path, root: Path) -> tuple[list[str], list[Ima
             for label in labels:
                 bbox = label.geometry.to_bbox()
                 record.boxes.append([bbox.left, bbox.top, bbox.right + 1, bbox.bottom + 1])
-                record.labels.append(label.obj_class.name)
+                record.labels.append(class_name(label.obj_class.name))
             records.append(record)
     return classes, records, problems
+
+
+def _import_supervisely():
+    """The ``supervisely`` SDK, imported without its process-wide side effects: on import it
+    switches off PIL's decompression-bomb limit, and replaces ``tqdm.tqdm`` in modules on
+    the import stack with its own class (whose ``update`` needs an argument). Validation
+    and feature extraction in the same process rely on both, so they are put back."""
+    import sys
+
+    from PIL import Image, ImageFile
+
+    saved_pixels, saved_truncated = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    tqdm_module = sys.modules.get("tqdm")
+    saved_tqdm = getattr(tqdm_module, "tqdm", None)
+    try:
+        import supervisely
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved_pixels, saved_truncated
+        if tqdm_module is not None and saved_tqdm is not None:
+            tqdm_module.tqdm = saved_tqdm
+    return supervisely
 
 
 def read_species_folders(folder: Path, root: Path) -> list[ImageRecord]:
@@ -80,7 +109,7 @@ def read_species_folders(folder: Path, root: Path) -> list[ImageRecord]:
         if len(parts) < 2:
             raise InputFileError(path, "lies directly in the species folder; expected <species>/<image>")
         rel = path.relative_to(root).as_posix()
-        records.append(ImageRecord(path=rel, group=rel, species=parts[0]))
+        records.append(ImageRecord(path=rel, group=rel, species=class_name(parts[0])))
     if not records:
         raise InputFileError(folder, "no images below this folder")
     return records

@@ -2,10 +2,13 @@
 
 Refused (problems, reported all at once): unreadable or truncated images, an
 annotation whose size disagrees with its image, unknown classes, boxes outside the
-image or of zero area under ``box_policy="reject"``, and exact or near-duplicate
-images in different groups (they would land on both sides of a split). Under
-``box_policy="clip"`` boxes are clipped to the image and empty ones dropped, and
-each such change is listed as a warning.
+image or of zero area under ``box_policy="reject"``. Under ``box_policy="clip"`` boxes
+are clipped to the image and empty ones dropped, and each such change is listed as a
+warning.
+
+Exact or near-duplicate images (dHash) in different groups would land on both sides of a
+split: under ``duplicates="group"`` their groups are merged (a warning each), under
+``drop`` one image of each cluster is kept, under ``error`` each such pair is a problem.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from insectml.data.duplicates import clusters, near_pairs, resolve
 from insectml.data.images import check_image
 from insectml.data.manifest import content_version, file_digest, split_counts, write_manifest
 from insectml.data.split import grouped_split
 from insectml.detector.family import PARAMS as P
-from insectml.detector.supervisely_io import ImageRecord, read_species_folders, read_supervisely
+from insectml.detector.formats import locate_labels, read_boxes
+from insectml.detector.supervisely_io import ImageRecord, read_species_folders
 from insectml.errors import ValidationFailed
 from insectml.runparams import GENERAL
 
@@ -33,9 +38,10 @@ log = logging.getLogger(__name__)
 class DetectorValidateConfig:
     root: Path  # paths in the manifest are relative to it
     out_dir: Path
-    supervisely: Path | None = None
+    labels: Path | None = None  # box labels: a Supervisely project, COCO JSON, YOLO data.yaml, VOC XML folder
+    format: str = P.default("detector_format")  # auto | supervisely | coco | yolo | voc
     species: Path | None = None
-    classes: tuple[str, ...] = ()  # empty: the Supervisely project's classes
+    classes: tuple[str, ...] = ()  # empty: the classes the box labels declare
     box_policy: str = P.default("detector_box_policy")  # clip | reject
     near_duplicate_bits: int = P.default(
         "detector_near_duplicate_bits"
@@ -43,6 +49,7 @@ class DetectorValidateConfig:
     val_fraction: float = P.default("detector_val_fraction")
     test_fraction: float = P.default("detector_test_fraction")
     seed: int = GENERAL.default("seed")
+    duplicates: str = GENERAL.default("duplicates")  # group | drop | error
     max_images: int = P.default(
         "detector_max_images"
     )  # keep at most N box-labelled and N species images, seeded (0 = all)
@@ -82,12 +89,16 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
     warnings: list[str] = []
     records: list[ImageRecord] = []
     classes: list[str] = list(cfg.classes)
-    if cfg.supervisely is not None:
-        project_classes, boxed, read_problems = read_supervisely(cfg.supervisely, cfg.root)
-        classes = classes or project_classes
-        problems += read_problems
-        records += _cap(boxed, cfg.max_images, cfg.seed)
-    if cfg.species is not None:
+    if cfg.labels is not None:
+        found = read_boxes(locate_labels(cfg.labels, cfg.format), cfg.format, cfg.root)
+        classes = classes or found.classes
+        problems += found.problems
+        warnings += found.warnings
+        records += _cap(found.records, cfg.max_images, cfg.seed)
+    if cfg.species is not None and not cfg.species.is_dir():
+        # the default 'species' folder is optional: without it, the generic stage only
+        warnings.append(f"{cfg.species.name}: no species image folder; no pseudo-labels, the generic stage only")
+    elif cfg.species is not None:
         records += _cap(read_species_folders(cfg.species, cfg.root), cfg.max_images, cfg.seed)
 
     kept, hashes, digests = [], {}, {}
@@ -114,7 +125,9 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
         hashes[record.path], digests[record.path] = hashed, digest
         kept.append(record)
 
-    dup_problems, dup_warnings = find_duplicates(kept, hashes, digests, cfg.near_duplicate_bits)
+    kept, dup_problems, dup_warnings, dup_summary = find_duplicates(
+        kept, hashes, digests, cfg.near_duplicate_bits, cfg.duplicates
+    )
     problems += dup_problems
     warnings += dup_warnings
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +141,7 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
     if problems:
         for line in problems:
             log.error("%s", line)
-        raise ValidationFailed(cfg.supervisely or cfg.species, problems, report=report_path.name)
+        raise ValidationFailed(cfg.labels or cfg.species, problems, report=report_path.name)
 
     rows = [_row(r) for r in kept]
     boxed = [row for row in rows if row["source"] == "boxes"]
@@ -165,29 +178,51 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
             "test_fraction": cfg.test_fraction,
             "seed": cfg.seed,
             "box_policy": cfg.box_policy,
+            "duplicates": cfg.duplicates,
+            "near_duplicate_bits": cfg.near_duplicate_bits,
+            **dup_summary,
         },
     }
     (cfg.out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
     return dataset
 
 
-def find_duplicates(records: list[ImageRecord], hashes: dict, digests: dict, bits: int) -> tuple[list[str], list[str]]:
-    """Exact (md5) and near (dHash) duplicates: a problem across groups, a warning within one."""
-    problems, warnings = [], []
-    if len(records) < 2:
-        return problems, warnings
-    values = np.asarray([hashes[r.path] for r in records], dtype=np.uint64)
-    for i, record in enumerate(records[:-1]):
-        distance = np.array([bin(int(v)).count("1") for v in values[i + 1 :] ^ values[i]])
-        for j in np.flatnonzero(distance <= bits) + i + 1:
-            other = records[j]
-            exact = digests[record.path] == digests[other.path]
-            what = "identical to" if exact else f"a near-duplicate (dHash distance {distance[j - i - 1]}) of"
-            line = f"{other.path}: {what} {record.path}"
-            (warnings if other.group == record.group else problems).append(
-                line + ("" if other.group != record.group else " in the same group")
-            )
-    return problems, warnings
+def find_duplicates(
+    records: list[ImageRecord], hashes: dict, digests: dict, bits: int, policy: str
+) -> tuple[list[ImageRecord], list[str], list[str], dict[str, int]]:
+    """Exact (md5) and near (dHash distance <= ``bits``) duplicates under ``policy``
+    (:func:`insectml.data.duplicates.resolve`): returns the records kept, with their groups
+    merged under ``group``, the problems, the warnings and the counts of merges and drops.
+
+    Under ``group`` a species image in a cluster with a box-labelled image is dropped too:
+    species images are not split, and their pseudo-labels go to train whichever side the
+    box-labelled twin is on."""
+    # Identical bytes have identical dHashes, so the dHash search finds exact duplicates
+    # too; the md5s only tell them apart in the report.
+    pairs = near_pairs([hashes[r.path] for r in records], bits)
+    done = resolve(
+        [r.path for r in records],
+        [r.group for r in records],
+        pairs,
+        policy,
+        digests=[digests[r.path] for r in records],
+    )
+    keep, warnings = list(done.keep), list(done.warnings)
+    if policy == "group":
+        cluster = clusters(len(records), pairs)
+        boxed = {cluster[k] for k, r in enumerate(records) if r.species is None}
+        for k, record in enumerate(records):
+            if record.species is not None and cluster[k] in boxed:
+                keep[k] = False
+                warnings.append(
+                    f"{record.path}: duplicate of a box-labelled image; dropped, since its pseudo-labels would "
+                    "go to train whichever split that image is in"
+                )
+    for record, group in zip(records, done.groups, strict=True):
+        record.group = group
+    kept = [r for r, k in zip(records, keep, strict=True) if k]
+    summary = {"groups_merged": done.merged, "duplicates_dropped": len(records) - len(kept)}
+    return kept, list(done.problems), warnings, summary
 
 
 def _row(record: ImageRecord) -> dict:

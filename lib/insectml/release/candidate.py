@@ -58,11 +58,13 @@ def load_candidate(results: Path) -> Candidate:
             model_dir = results / "models" / f"{best}_{(results / 'sweep' / 'best.txt').read_text().strip()}"
         evaluation = results / "evaluation" / best
         archive = _one_archive(results / "archive", "*.mar")
-    elif (results / "models" / "target").is_dir():
+    elif (results / "models" / "target").is_dir() or (results / "models" / "generic").is_dir():
+        # the target-species detector; the generic one when the target stage was skipped
         family = "detector"
-        model_dir = results / "models" / "target"
-        evaluation = results / "evaluation" / "target"
-        archive = _one_archive(results / "archive", "*_target.mar")
+        stage = "target" if (results / "models" / "target").is_dir() else "generic"
+        model_dir = results / "models" / stage
+        evaluation = results / "evaluation" / stage
+        archive = _one_archive(results / "archive", f"*_{stage}.mar")
     elif (results / "evaluation" / "gallery").is_dir():
         family = "fewshot"
         model_dir = results / "model"

@@ -7,7 +7,8 @@ process DETECTOR_PSEUDOLABEL {
     path data, stageAs: 'data'
 
     output:
-    tuple val(meta), path('pseudo/merged_manifest.jsonl'), path('pseudo/merged_dataset.json'), emit: merged
+    tuple val(meta), path('pseudo/merged_manifest.jsonl'), path('pseudo/merged_dataset.json'), emit: merged, optional: true
+    tuple val(meta), path('pseudo/target_skipped.txt')                                       , emit: skipped, optional: true
     tuple val(meta), path('pseudo')                                                          , emit: pseudo
     path 'versions.yml'                                                                      , emit: versions
 
