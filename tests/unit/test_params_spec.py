@@ -156,7 +156,8 @@ def _ext_args(family: str) -> dict[str, str]:
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_ext_args_pass_every_declared_flag(family):
     passed = _ext_args(family)
-    for p in FAMILIES[family].group.params:
+    shared = [p for p in GENERAL.params if set(p.steps) & set(FAMILIES[family].steps)]  # run-wide, read by steps
+    for p in (*FAMILIES[family].group.params, *shared):
         if p.flag and p.in_args:
             assert passed.get(p.name) == p.flag, f"conf/{family}/modules.config: {p.name} not passed as {p.flag}"
 

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -63,11 +64,38 @@ def test_missing_column_names_it(tmp_path):
         read_labels(path, "event")
 
 
-def test_duplicate_recordings_are_refused(tiny_wingbeat, tmp_path):
-    root = copy_dataset(tiny_wingbeat, tmp_path / "data")
+def copy_recording(root, same_species):
+    """Overwrite one recording with another of the same (or another) species from another
+    event; returns both rows."""
     rows = list(csv.DictReader((root / "labels.csv").open()))
-    shutil.copy(root / rows[0]["path"], root / rows[1]["path"])
-    with pytest.raises(ValidationFailed, match="identical content"):
+    a = rows[0]
+    b = next(r for r in rows if (r["species"] == a["species"]) == same_species and r["event"] != a["event"])
+    shutil.copy(root / a["path"], root / b["path"])
+    return a, b
+
+
+def test_identical_recordings_merge_their_events(tiny_wingbeat, tmp_path):
+    root = copy_dataset(tiny_wingbeat, tmp_path / "data")
+    a, b = copy_recording(root, same_species=True)
+    dataset = validate_and_split(config(root, tmp_path / "out"))
+    rows = {r["path"]: r for r in map(json.loads, (tmp_path / "out" / "manifest.jsonl").read_text().splitlines())}
+    merged = min(a["event"], b["event"])
+    assert rows[a["path"]]["group"] == rows[b["path"]]["group"] == merged
+    assert {r["split"] for r in rows.values() if r["group"] == merged} == {rows[a["path"]]["split"]}
+    assert dataset["split"]["groups_merged"] == 1
+
+
+def test_identical_recordings_are_refused_under_error(tiny_wingbeat, tmp_path):
+    root = copy_dataset(tiny_wingbeat, tmp_path / "data")
+    copy_recording(root, same_species=True)
+    with pytest.raises(ValidationFailed, match="identical to .* in another group"):
+        validate_and_split(dataclasses.replace(config(root, tmp_path / "out"), duplicates="error"))
+
+
+def test_identical_recordings_of_two_species_are_a_label_conflict(tiny_wingbeat, tmp_path):
+    root = copy_dataset(tiny_wingbeat, tmp_path / "data")
+    copy_recording(root, same_species=False)
+    with pytest.raises(ValidationFailed, match="identical content to .* \\(label conflict\\)"):
         validate_and_split(config(root, tmp_path / "out"))
 
 

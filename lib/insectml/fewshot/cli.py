@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=existing_dir, help="<class>/<image> folders")
     p.add_argument("--labels", type=Path, help="CSV with columns path,label (paths relative to --root)")
     add_step_params(p, P, "validate")
+    add_param(p, GENERAL, "duplicates")
     add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_validate)
@@ -103,6 +104,7 @@ def _validate(args: argparse.Namespace) -> int:
             images=args.images,
             labels=args.labels,
             seed=args.seed,
+            duplicates=args.duplicates,
             **step_settings(args, P, "validate"),
         )
     )

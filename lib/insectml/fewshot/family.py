@@ -74,6 +74,16 @@ PARAMS = Group(
             minimum=1,
         ),
         param(
+            "fewshot_near_duplicate_bits",
+            "integer",
+            4,
+            "dHash distance at or below which two images are near-duplicates (within a class: one group, on one "
+            "side of the support/query cut; across classes: a warning)",
+            steps="validate",
+            flag="--near-duplicate-bits",
+            minimum=0,
+        ),
+        param(
             "fewshot_backbone",
             "string",
             "resnet10t",
