@@ -42,8 +42,9 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
     size = max(4.0, 0.9 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
+    # Class names are shown as written: a "$" in one must not start mathtext (or fail to parse).
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", parse_math=False)
+    ax.set_yticks(range(len(classes)), classes, parse_math=False)
     for i in range(len(classes)):
         for j in range(len(classes)):
             ax.text(

@@ -101,3 +101,41 @@ def test_onnx_export_matches_the_model(model_dir, tmp_path):
     written = export_detector(model_dir, tmp_path, "det", ("torchscript", "onnx"))
     assert (tmp_path / "det.onnx").is_file() and written["onnx_max_abs_diff"] < 1e-2
     assert json.loads((tmp_path / "det.export.json").read_text())["onnx"].endswith("det.onnx")
+
+
+def half(body: bytes) -> bytes:
+    return body[: len(body) // 2]
+
+
+def noisy_image_bytes(fmt: str) -> bytes:
+    """An image whose compressed data fill the file, so half of it is half of the pixels."""
+    rng = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 255, (150, 200, 3), dtype=torch.uint8, generator=rng).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_handler_answers_each_image_cut_in_half_with_its_own_400(model_dir, monkeypatch):
+    from insectml.serving import detector_handler
+
+    monkeypatch.setattr(detector_handler, "_service", detector_handler.DetectorService())
+    context = FakeContext(model_dir)
+    batch = [
+        {"body": half(noisy_image_bytes("JPEG"))},
+        {"body": image_bytes("PNG")},
+        {"body": half(noisy_image_bytes("PNG"))},
+    ]
+    out = detector_handler.handle(batch, context)
+    assert set(context.statuses) == {0, 2} and all(code == 400 for code, _ in context.statuses.values())
+    assert all("image file is truncated" in out[i]["error"] for i in (0, 2)) and isinstance(out[1], list)
+
+
+def test_cli_predict_refuses_an_image_cut_in_half_in_one_line(model_dir, tmp_path, capsys):
+    from insectml.cli import main
+
+    bad = tmp_path / "cut.jpg"
+    bad.write_bytes(half(noisy_image_bytes("JPEG")))
+    code = main(["detector", "predict", "--model", str(model_dir), str(bad)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and f"{bad}: not a readable image" in lines[0], lines

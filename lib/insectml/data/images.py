@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ from insectml.errors import UserError
 
 
 def open_image(body: bytes, name: str = "request body", min_side: int = 8):
-    """Image bytes (JPEG, PNG, …) → an RGB PIL image; empty, unreadable, truncated or
-    tiny images are a UserError naming ``name``."""
+    """Image bytes (JPEG, PNG, …) → an RGB PIL image; empty, unreadable, truncated, tiny
+    or decompression-bomb images are a UserError naming ``name``."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     if not isinstance(body, (bytes, bytearray)) or not body:
@@ -24,8 +25,12 @@ def open_image(body: bytes, name: str = "request body", min_side: int = 8):
         with Image.open(io.BytesIO(body)) as image:
             image.load()
             rgb = image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{name}: image too large to decode ({str(exc)[:80]})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise UserError(f"{name}: not a readable image ({type(exc).__name__}: {str(exc)[:80]})") from None
+        # PIL names the buffer ("<_io.BytesIO object at 0x…>"), which tells the sender nothing.
+        text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc))[:80]
+        raise UserError(f"{name}: not a readable image ({type(exc).__name__}: {text})") from None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = tolerant
     if rgb.width < min_side or rgb.height < min_side:
@@ -55,6 +60,8 @@ def check_image(path: Path, name: str) -> tuple[tuple[int, int] | None, int | No
         with Image.open(path) as image:
             image.load()
             return image.size, dhash(image), None
+    except Image.DecompressionBombError as exc:
+        return None, None, f"{name}: image too large to decode ({str(exc)[:80]})"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         text = " ".join(str(exc).replace(str(path), "").replace("''", "").split())[:120]
         kind = "truncated image" if "truncated" in text else "not a readable image"

@@ -53,7 +53,7 @@ def _clusters(emb: np.ndarray, labels: list[str], out_dir: Path) -> dict:
             "clusters": int(len(set(assign) - {-1})),
             "noise": int((assign == -1).sum()),
         }
-        with (out_dir / f"clusters_{name}.csv").open("w", newline="") as fh:
+        with (out_dir / f"clusters_{name}.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["cluster", "size", "suggested_class", "purity", "members"])
             for c in sorted(set(assign)):

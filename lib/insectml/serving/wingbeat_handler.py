@@ -4,8 +4,9 @@ POST a WAV body to ``/predictions/<name>``; the answer is a JSON object of speci
 probabilities, most likely first. The front-end is the one used in training
 (:mod:`insectml.wingbeat.features` for the features model, :mod:`insectml.wingbeat.frontend`
 for the spectrogram models), configured from the model's ``config.json``.
-A body that is not a valid recording gets HTTP 400 with ``{"error": ...}``; the rest of the
-batch is answered normally.
+A body that is not a valid recording (unreadable, truncated, shorter than the ``min_seconds``
+the model was validated with, …) gets HTTP 400 with ``{"error": ...}``; the rest of the batch
+is answered normally.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ class WingbeatService:
         )
 
     def decode(self, body) -> np.ndarray:
-        """A request body → the recording at the model's sample rate; a UserError if it is not one."""
+        """A request body → the recording at the model's sample rate; a UserError if it is not
+        one the model's validation would have accepted (truncated, shorter than its min_seconds, …)."""
         from insectml.errors import UserError
-        from insectml.wingbeat.audio import decode_wav
+        from insectml.wingbeat.predict import decode_recording
 
         if not isinstance(body, (bytes, bytearray)):
             raise UserError("request body must be a WAV file (raw bytes)")
-        frontend = self.predictor.frontend
-        return decode_wav(bytes(body), frontend.sample_rate, name="request body", resample=frontend.resample)
+        return decode_recording(bytes(body), self.predictor.frontend, name="request body")
 
 
 _service = WingbeatService()

@@ -94,8 +94,9 @@ def _plot_confusions(rows: list[dict], evaluations: dict, path: Path) -> Path:
         norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
         short = [c[:10] for c in metrics["classes"]]
-        ax.set_xticks(range(len(short)), short, rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(short)), short, fontsize=7)
+        # as written: a "$" in a class name must not start mathtext
+        ax.set_xticks(range(len(short)), short, rotation=60, ha="right", fontsize=7, parse_math=False)
+        ax.set_yticks(range(len(short)), short, fontsize=7, parse_math=False)
         for i in range(len(short)):
             for j in range(len(short)):
                 ax.text(

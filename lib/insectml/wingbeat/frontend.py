@@ -41,6 +41,9 @@ class FrontendConfig:
     f0_min: float = 150.0
     f0_max: float = 1200.0
     resample: bool = P.default("wingbeat_resample")  # resample other rates to sample_rate instead of refusing them
+    # Validation's minimum length; prediction and serving refuse shorter recordings with it.
+    # Model folders written before it existed get the declared default.
+    min_seconds: float = P.default("wingbeat_min_seconds")
 
     @property
     def max_samples(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def read_labels(csv_path: Path, group_by: str) -> list[LabelRow]:
                 LabelRow(
                     line=reader.line_num,
                     path=(row.get("path") or "").strip(),
-                    species=(row.get("species") or "").strip(),
+                    species=_name((row.get("species") or "").strip()),
                     group=(row.get(group_by) or "").strip(),
                 )
                 for row in reader
@@ -59,7 +60,7 @@ def read_classes(path: Path) -> list[str]:
     """One class name per line; blank lines and ``#`` comments ignored."""
     if not path.is_file():
         raise InputFileError(path, "classes file not found")
-    names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    names = [_name(ln.strip()) for ln in path.read_text(encoding="utf-8").splitlines()]
     names = [n for n in names if n and not n.startswith("#")]
     if not names:
         raise InputFileError(path, "lists no classes")
@@ -69,6 +70,12 @@ def read_classes(path: Path) -> list[str]:
 
 
 AUDIO_SUFFIXES = (".wav", ".WAV")
+
+
+def _name(text: str) -> str:
+    """A class name as written, in Unicode NFC: a folder copied from macOS spells "è" as
+    e + combining accent, a CSV or classes.txt as one letter; both are the same class."""
+    return unicodedata.normalize("NFC", text)
 
 
 def read_folder_layout(root: Path, group_by: str) -> list[LabelRow]:
@@ -92,5 +99,5 @@ def read_folder_layout(root: Path, group_by: str) -> list[LabelRow]:
             raise InputFileError(path, "lies directly in the data folder; expected <species>/.../<file>.wav")
         if component >= len(parts) - 1:
             raise InputFileError(path, f"has no folder at path component {component} to group by")
-        rows.append(LabelRow(line=number, path="/".join(parts), species=parts[0], group=parts[component]))
+        rows.append(LabelRow(line=number, path="/".join(parts), species=_name(parts[0]), group=parts[component]))
     return rows

@@ -91,6 +91,19 @@ class NetPredictor(Predictor):
 KINDS = {"classical": ClassicalPredictor, "net": NetPredictor}
 
 
+def decode_recording(source: Path | bytes, frontend: FrontendConfig, name: str | None = None) -> np.ndarray:
+    """A recording (a file, or a request's bytes) → its samples as the model's training data
+    were read; an :class:`InputFileError` naming ``name`` (or the path) for what validation
+    refused at training time: truncated, unreadable, another rate (unless the model
+    resamples), shorter than the model's ``min_seconds``, ….
+    """
+    from insectml.wingbeat.audio import decode_wav
+
+    return decode_wav(
+        source, frontend.sample_rate, name=name, resample=frontend.resample, min_seconds=frontend.min_seconds
+    )
+
+
 def load_predictor(model_dir: Path) -> Predictor:
     for name in ("config.json", "labels.json"):
         if not (model_dir / name).is_file():
