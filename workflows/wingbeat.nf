@@ -4,35 +4,89 @@
  * comparison (best by validation macro-F1) → the best model packaged as a .mar archive.
  * With a sweep (--sweep): one training task per configuration of the swept model, the
  * best by validation macro-F1 chosen (SWEEP_BEST) and only that one evaluated on test.
+ *
+ * The steps that open every recording run as chunks of `chunk_size` recordings, one task
+ * each, gathered in chunk order: the labels are listed (WINGBEAT_VALIDATE_LIST), each
+ * chunk of candidates is decoded and checked (WINGBEAT_VALIDATE_CHECK), WINGBEAT_VALIDATE
+ * gathers them, reports every problem and splits; each chunk of the manifest gets its
+ * features (WINGBEAT_FEATURES), WINGBEAT_FEATURES_GATHER joins them. The files are the
+ * same for any chunk size.
  */
-include { WINGBEAT_VALIDATE } from '../modules/wingbeat/validate/main'
-include { WINGBEAT_FEATURES } from '../modules/wingbeat/features/main'
-include { WINGBEAT_TRAIN    } from '../modules/wingbeat/train/main'
-include { WINGBEAT_EVALUATE } from '../modules/wingbeat/evaluate/main'
-include { WINGBEAT_COMPARE  } from '../modules/wingbeat/compare/main'
-include { WINGBEAT_PACKAGE  } from '../modules/wingbeat/package/main'
-include { SWEEP_BEST        } from '../subworkflows/local/sweep_best/main'
+include { WINGBEAT_VALIDATE_LIST   } from '../modules/wingbeat/validate_list/main'
+include { WINGBEAT_VALIDATE_CHECK  } from '../modules/wingbeat/validate_check/main'
+include { WINGBEAT_VALIDATE        } from '../modules/wingbeat/validate/main'
+include { WINGBEAT_FEATURES        } from '../modules/wingbeat/features/main'
+include { WINGBEAT_FEATURES_GATHER } from '../modules/wingbeat/features_gather/main'
+include { WINGBEAT_TRAIN           } from '../modules/wingbeat/train/main'
+include { WINGBEAT_EVALUATE        } from '../modules/wingbeat/evaluate/main'
+include { WINGBEAT_COMPARE         } from '../modules/wingbeat/compare/main'
+include { WINGBEAT_PACKAGE         } from '../modules/wingbeat/package/main'
+include { SWEEP_BEST               } from '../subworkflows/local/sweep_best/main'
+
+// [ meta, …, file, … ] → one item per chunk of `size` lines of the file at `elem`, with
+// meta.chunk = 1, 2, … (from the chunk's name, <name>.<n>.<ext>, that splitText gives it).
+def chunks(ch, int size, int elem) {
+    ch.splitText(by: size, file: true, elem: elem).map { item ->
+        def n = (item[elem].name =~ /\.(\d+)\.[^.]+$/)[0][1] as int
+        [ item[0] + [ chunk: n ] ] + item.drop(1)
+    }
+}
+
+// [ meta + [ chunk: n ], file ] of one meta.id → [ id, [ files in chunk order ] ], once
+// every chunk is done: a gather sees the same list whatever order the tasks ended in.
+def inChunkOrder(ch) {
+    ch.map { meta, file -> [ meta.id, meta.chunk, file ] }
+        .groupTuple()
+        .map { id, n, files -> [ id, [ n, files ].transpose().sort { it[0] }.collect { it[1] } ] }
+}
 
 workflow WINGBEAT {
     take:
     ch_input    // [ meta, labels.csv (or [] for the folder layout), data folder ]
     models      // list of model names: features, cnn, gru, transformer
     sweep       // [:] or the plan of 'insectml sweep plan': [ task, model, metric, configs ]
+    chunk_size  // recordings per task of the checks and the features
 
     main:
     ch_versions = Channel.empty()
     def sweeping = sweep as boolean
+    ch_data = ch_input.map { meta, labels, data -> [ meta.id, data ] }
 
-    WINGBEAT_VALIDATE ( ch_input )
+    WINGBEAT_VALIDATE_LIST ( ch_input )
+    ch_versions = ch_versions.mix(WINGBEAT_VALIDATE_LIST.out.versions)
+
+    ch_check = chunks(WINGBEAT_VALIDATE_LIST.out.candidates, chunk_size, 1)
+        .map { meta, candidates -> [ meta.id, meta, candidates ] }
+        .combine(ch_data, by: 0)
+        .map { id, meta, candidates, data -> [ meta, candidates, data ] }
+    WINGBEAT_VALIDATE_CHECK ( ch_check )
+    ch_versions = ch_versions.mix(WINGBEAT_VALIDATE_CHECK.out.versions)
+
+    ch_gather = WINGBEAT_VALIDATE_LIST.out.listing
+        .map { meta, listing -> [ meta.id, meta, listing ] }
+        .join(inChunkOrder(WINGBEAT_VALIDATE_CHECK.out.checked))
+        .map { id, meta, listing, checked -> [ meta, listing, checked ] }
+    WINGBEAT_VALIDATE ( ch_gather )
     ch_versions = ch_versions.mix(WINGBEAT_VALIDATE.out.versions)
 
-    ch_data = ch_input.map { meta, labels, data -> [ meta, data ] }
-    WINGBEAT_FEATURES ( WINGBEAT_VALIDATE.out.manifest.join(ch_data) )
+    ch_features = chunks(WINGBEAT_VALIDATE.out.manifest, chunk_size, 1)
+        .map { meta, manifest, dataset -> [ meta.id, meta, manifest, dataset ] }
+        .combine(ch_data, by: 0)
+        .map { id, meta, manifest, dataset, data -> [ meta, manifest, dataset, data ] }
+    WINGBEAT_FEATURES ( ch_features )
     ch_versions = ch_versions.mix(WINGBEAT_FEATURES.out.versions)
+
+    ch_parts = WINGBEAT_VALIDATE.out.manifest
+        .map { meta, manifest, dataset -> [ meta.id, meta, manifest ] }
+        .join(inChunkOrder(WINGBEAT_FEATURES.out.features))
+        .map { id, meta, manifest, parts -> [ meta, manifest, parts ] }
+    WINGBEAT_FEATURES_GATHER ( ch_parts )
+    ch_versions = ch_versions.mix(WINGBEAT_FEATURES_GATHER.out.versions)
+    ch_features_npz = WINGBEAT_FEATURES_GATHER.out.features
 
     // One training task per model, or per sweep configuration of the swept model.
     def configs = sweeping ? sweep.configs : [ [ id: null, params: [:] ] ]
-    ch_train = WINGBEAT_FEATURES.out.features
+    ch_train = ch_features_npz
         .combine(Channel.fromList(sweeping ? [ sweep.model ] : models))
         .combine(Channel.fromList(configs))
         .map { meta, features, model, config ->
@@ -54,7 +108,7 @@ workflow WINGBEAT {
     }
 
     ch_evaluate = ch_candidates
-        .combine(WINGBEAT_FEATURES.out.features.map { meta, features -> features })
+        .combine(ch_features_npz.map { meta, features -> features })
     WINGBEAT_EVALUATE ( ch_evaluate )
     ch_versions = ch_versions.mix(WINGBEAT_EVALUATE.out.versions)
 

@@ -37,6 +37,17 @@ GENERAL = Group(
             minimum=0,
         ),
         param(
+            "duplicates",
+            "string",
+            "group",
+            "identical or near-duplicate images (identical recordings) in different groups: merge those groups "
+            "so every split keeps them on one side (group), keep one file of each cluster (drop), or refuse the "
+            "data (error); each merge or drop is a warning in validation_report.json",
+            steps="validate",
+            flag="--duplicates",
+            enum=["group", "drop", "error"],
+        ),
+        param(
             "publish_dir_mode",
             "string",
             "copy",
@@ -64,6 +75,15 @@ GENERAL = Group(
             "24.h",
             "longest time one task may ask for",
             pattern=r"^\d+(\.\d+)?\.?\s*(s|m|h|d)$",
+        ),
+        param(
+            "chunk_size",
+            "integer",
+            5000,
+            "files per task in the steps that open every file (wingbeat: the recordings' checks, the features): "
+            "the files are cut into chunks of this many, one task each, side by side on a cluster, then gathered; "
+            "results do not depend on it (5000 recordings: a few minutes of features)",
+            minimum=1,
         ),
         param("help", "boolean", False, "print this help and exit"),
         param(

@@ -38,7 +38,20 @@ def test_resume_runs_no_task_again(nf_test_run, repo_root, tool_env):
     assert done.returncode == 0, done.stderr[-2000:]
     (trace,) = set((cwd / "results/pipeline_info").glob("execution_trace_*.txt")) - before
     rows = list(csv.DictReader(trace.open(), delimiter="\t"))
-    assert len(rows) == 12 and {r["status"] for r in rows} == {"CACHED"}
+    assert len(rows) == 19 and {r["status"] for r in rows} == {"CACHED"}
+
+
+def test_validation_and_features_are_scattered_in_chunks_and_gathered(nf_test_run):
+    """-profile test cuts the 200 recordings into chunks of 80: three tasks check them and
+    three compute features, in parallel; one task gathers each."""
+    _, done = nf_test_run
+    submitted = [line.split("> ")[-1] for line in done.stdout.splitlines() if "Submitted process" in line]
+    scattered = sorted(p for p in submitted if "WINGBEAT_VALIDATE_CHECK" in p or "WINGBEAT_FEATURES (" in p)
+    assert scattered == [f"WINGBEAT:WINGBEAT_FEATURES (wingbeat:{i})" for i in (1, 2, 3)] + [
+        f"WINGBEAT:WINGBEAT_VALIDATE_CHECK (wingbeat:{i})" for i in (1, 2, 3)
+    ]
+    assert sum(p.startswith("WINGBEAT:WINGBEAT_VALIDATE (") for p in submitted) == 1
+    assert sum(p.startswith("WINGBEAT:WINGBEAT_FEATURES_GATHER (") for p in submitted) == 1
 
 
 def test_bad_param_is_one_line_exit_2(repo_root, tool_env, tmp_path):

@@ -9,33 +9,51 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from insectml.errors import InputFileError
+from insectml.fileio import open_atomic
 
 
-def write_manifest(rows: Iterable[dict], path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
+def write_manifest(rows: Iterable[dict], path: Path) -> int:
+    """Write ``rows`` (any iterable, consumed once) as JSONL to ``path``, atomically;
+    returns how many were written."""
+    n = 0
+    with open_atomic(path) as fh:
         for row in rows:
             fh.write(json.dumps(row, sort_keys=True) + "\n")
+            n += 1
+    return n
 
 
-def read_manifest(path: Path) -> list[dict]:
+def iter_manifest(path: Path, what: str = "manifest", allow_empty: bool = False) -> Iterator[dict]:
+    """The rows of a JSONL file one at a time, so that a million-row manifest is never a
+    list. A missing file is an :class:`InputFileError` at once; a line that is not JSON,
+    or no rows at all (unless ``allow_empty``), when the reading gets there."""
     if not path.is_file():
-        raise InputFileError(path, "manifest not found")
-    rows = []
+        raise InputFileError(path, f"{what} not found")
+    return _rows(path, what, allow_empty)
+
+
+def _rows(path: Path, what: str, allow_empty: bool) -> Iterator[dict]:
+    empty = True
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                yield json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputFileError(path, f"line {number} is not JSON ({exc.msg})") from None
-    if not rows:
-        raise InputFileError(path, "manifest has no rows")
-    return rows
+            empty = False
+    if empty and not allow_empty:
+        raise InputFileError(path, f"{what} has no rows")
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """Every row of a manifest, as a list (for the steps that need them all at once)."""
+    return list(iter_manifest(path))
 
 
 def split_counts(rows: Iterable[dict]) -> dict[str, dict[str, int]]:
@@ -55,9 +73,15 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
 def content_version(rows: Iterable[dict]) -> str:
     """A hash of the data actually used: every sample's label, group, split and file md5."""
+    # Only the hashed text of each row is kept for the sort, not the row, so that a
+    # streamed manifest costs a string per sample.
+    entries = sorted(
+        ((row["id"], json.dumps([row["id"], row["label"], row["group"], row["split"], row["md5"]])) for row in rows),
+        key=lambda entry: entry[0],
+    )
     digest = hashlib.sha256()
-    for row in sorted(rows, key=lambda r: r["id"]):
-        digest.update(json.dumps([row["id"], row["label"], row["group"], row["split"], row["md5"]]).encode())
+    for _, text in entries:
+        digest.update(text.encode())
     return digest.hexdigest()[:16]
 
 

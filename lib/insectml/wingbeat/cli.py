@@ -21,8 +21,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check every recording and label, then split (seeded, stratified, grouped)",
         description="Check the labels CSV and every recording it lists; report every problem at once "
-        "(exit 2) or write manifest.jsonl, dataset.json and validation_report.json.",
+        "(exit 2) or write manifest.jsonl, dataset.json and validation_report.json. "
+        "The same in three steps, so that decoding the recordings can be spread over tasks: --list-only; "
+        "then --check on each chunk of candidates.jsonl (cut it anywhere between lines); then --gather with "
+        "every checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run.",
     )
+    g = p.add_argument_group("in steps (scatter and gather)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--list-only",
+        action="store_true",
+        help="step 1: check the rows of the labels without opening a recording; write candidates.jsonl and "
+        "listing.json into --out",
+    )
+    mode.add_argument(
+        "--check",
+        type=existing_file,
+        metavar="CANDIDATES",
+        help="step 2: decode the recordings listed in CANDIDATES (candidates.jsonl or a chunk of its lines) below "
+        "--data; write checked.jsonl into --out",
+    )
+    mode.add_argument(
+        "--gather",
+        type=existing_file,
+        nargs="+",
+        metavar="CHECKED",
+        help="step 3: join the checked.jsonl of every chunk (in any order) with --listing; write manifest.jsonl, "
+        "dataset.json and validation_report.json into --out",
+    )
+    g.add_argument("--listing", type=existing_file, help="with --gather: listing.json from --list-only")
     add_param(p, P, "wingbeat_layout")
     p.add_argument("--labels", type=Path, help="CSV with columns path, species and the group column (csv layout)")
     p.add_argument(
@@ -38,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: classes.txt in the data folder if present, else every species in the CSV)",
     )
     add_step_params(p, P, "validate", skip=("wingbeat_layout",))
+    add_param(p, GENERAL, "duplicates")
     add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.set_defaults(func=_validate)
@@ -46,11 +74,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         "features",
         help="log-mel spectrograms + engineered spectral features",
         description="Compute the log-mel spectrogram and engineered features (f0, harmonic ratios, "
-        "spectral centroid/bandwidth/flatness, MFCC statistics) of every manifest row.",
+        "spectral centroid/bandwidth/flatness, MFCC statistics) of every manifest row. To spread the work over "
+        "tasks, run it on chunks of manifest.jsonl (cut anywhere between lines), each to its own --out, then "
+        "join them with --gather: the same arrays as one run over the whole manifest.",
     )
-    p.add_argument("--manifest", type=existing_file, required=True, help="manifest.jsonl from 'validate'")
-    p.add_argument("--dataset", type=existing_file, required=True, help="dataset.json from 'validate'")
-    p.add_argument("--data", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    p.add_argument(
+        "--manifest",
+        type=existing_file,
+        required=True,
+        help="manifest.jsonl from 'validate', or a chunk of its lines; with --gather, the whole manifest, "
+        "whose order the joined rows take",
+    )
+    p.add_argument("--dataset", type=existing_file, help="dataset.json from 'validate' (required unless --gather)")
+    p.add_argument(
+        "--data", type=existing_dir, help="folder the manifest's paths are relative to (required unless --gather)"
+    )
+    p.add_argument(
+        "--gather",
+        type=existing_file,
+        nargs="+",
+        metavar="PART",
+        help="instead of computing: join the features files of the manifest's chunks (in any order) into --out",
+    )
     add_param(p, P, "wingbeat_n_mels")
     p.add_argument("--n-fft", type=int, default=256, help="FFT size in samples (default: 256)")
     p.add_argument("--hop-length", type=int, default=64, help="hop in samples (default: 64)")
@@ -120,8 +165,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from insectml.errors import ConfigError
-    from insectml.wingbeat.validate import ValidateConfig, validate_and_split
+    from insectml.wingbeat import validate as v
 
+    settings = {
+        "seed": args.seed,
+        "duplicates": args.duplicates,
+        **step_settings(args, P, "validate", skip=("wingbeat_layout",)),
+    }
+    if args.check:
+        if args.data is None:
+            raise ConfigError("--check needs --data, the folder the candidates' paths are relative to")
+        cfg = v.ValidateConfig(labels=None, data_dir=args.data, out_dir=args.out, classes=None, **settings)
+        checked, problems = v.check_candidates(args.check, cfg, args.out / v.CHECKED)
+        print(json.dumps({"checked": checked, "problems": problems}))
+        return 0
+    if args.gather:
+        if args.listing is None:
+            raise ConfigError("--gather needs --listing, the listing.json from --list-only")
+        # the gather opens no recording: data_dir is not read
+        cfg = v.ValidateConfig(labels=None, data_dir=args.out, out_dir=args.out, classes=None, **settings)
+        dataset = v.gather(args.listing, args.gather, cfg)
+        print(json.dumps({"n_samples": dataset["n_samples"], "counts": dataset["counts"]}))
+        return 0
     if args.layout == "csv" and args.labels is None:
         raise ConfigError("--labels is required for the csv layout")
     if args.layout == "folders" and args.data is None:
@@ -131,35 +196,40 @@ def _validate(args: argparse.Namespace) -> int:
     classes = args.classes
     if classes is None and (data_dir / "classes.txt").is_file():
         classes = data_dir / "classes.txt"
-    dataset = validate_and_split(
-        ValidateConfig(
-            labels=labels,
-            data_dir=data_dir,
-            out_dir=args.out,
-            classes=classes,
-            seed=args.seed,
-            **step_settings(args, P, "validate", skip=("wingbeat_layout",)),
-        )
-    )
+    cfg = v.ValidateConfig(labels=labels, data_dir=data_dir, out_dir=args.out, classes=classes, **settings)
+    if args.list_only:
+        listing = v.list_candidates(cfg)
+        if not listing["candidates"]:
+            v.gather(args.out / v.LISTING, [], cfg)  # nothing left to check: report the problems now
+        print(json.dumps({k: listing[k] for k in ("rows", "candidates")} | {"problems": len(listing["problems"])}))
+        return 0
+    dataset = v.validate_and_split(cfg)
     print(json.dumps({"n_samples": dataset["n_samples"], "counts": dataset["counts"]}))
     return 0
 
 
 def _features(args: argparse.Namespace) -> int:
-    from insectml.data.manifest import read_json, read_manifest
-    from insectml.wingbeat.features import extract
+    from insectml.data.manifest import iter_manifest, read_json
+    from insectml.errors import ConfigError
+    from insectml.wingbeat.features import extract, gather_features
     from insectml.wingbeat.frontend import FrontendConfig
 
+    if args.gather:
+        gather_features(args.gather, args.manifest, args.out)
+        return 0
+    if args.dataset is None or args.data is None:
+        raise ConfigError("--dataset and --data are required (unless --gather)")
     dataset = read_json(args.dataset, "dataset description")
     cfg = FrontendConfig(
         sample_rate=int(dataset.get("split", {}).get("sample_rate", 8000)),
         resample=bool(dataset.get("split", {}).get("resample", False)),
+        min_seconds=float(dataset.get("split", {}).get("min_seconds", P.default("wingbeat_min_seconds"))),
         n_fft=args.n_fft,
         hop_length=args.hop_length,
         n_mels=args.n_mels,
         max_seconds=args.max_seconds,
     )
-    extract(read_manifest(args.manifest), args.data, cfg, args.out, dataset)
+    extract(iter_manifest(args.manifest), args.data, cfg, args.out, dataset)
     return 0
 
 
@@ -214,11 +284,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from insectml.wingbeat.audio import decode_wav
-    from insectml.wingbeat.predict import load_predictor
+    from insectml.wingbeat.predict import decode_recording, load_predictor
 
     predictor = load_predictor(args.model)
-    for wav in args.wavs:
-        probs = predictor.predict_audio(decode_wav(wav, predictor.frontend.sample_rate))
-        print(json.dumps({"file": str(wav), "probabilities": probs}))
+    # Every file is checked before any answer is printed: one bad file, no partial output.
+    audios = [decode_recording(wav, predictor.frontend) for wav in args.wavs]
+    for wav, audio in zip(args.wavs, audios, strict=True):
+        print(json.dumps({"file": str(wav), "probabilities": predictor.predict_audio(audio)}))
     return 0

@@ -75,6 +75,16 @@ PARAMS = Group(
             flag="--resample",
         ),
         param(
+            "wingbeat_min_seconds",
+            "number",
+            0.1,
+            "refuse recordings shorter than this, s: in validation, and in prediction and serving with the value "
+            "the model was validated with",
+            steps="validate",
+            flag="--min-seconds",
+            minimum=0,
+        ),
+        param(
             "wingbeat_val_fraction",
             "number",
             0.15,

@@ -1,18 +1,41 @@
-"""Validate a wingbeat dataset and split it, before anything trains on it."""
+"""Validate a wingbeat dataset and split it, before anything trains on it.
+
+Identical recordings (md5) of one species in different groups are handled by the
+``duplicates`` policy (merge their groups, drop all but one, or refuse them); identical
+recordings under two species are a label conflict, always refused.
+
+Three steps, so that decoding every recording (the cost that grows with the data) can be
+scattered over tasks: :func:`list_candidates` reads the labels and checks the rows
+(candidates.jsonl, listing.json); :func:`check_candidates` decodes the recordings of a
+chunk of the candidates (checked.jsonl); :func:`gather` reads every checked chunk,
+settles duplicates, reports every problem at once and splits. :func:`validate_and_split`
+runs the three in one process.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import sys
+import tempfile
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from insectml.data.manifest import content_version, file_digest, split_counts, write_manifest
+from insectml.data.duplicates import equal_pairs, resolve
+from insectml.data.manifest import (
+    content_version,
+    file_digest,
+    iter_manifest,
+    read_json,
+    split_counts,
+    write_manifest,
+)
 from insectml.data.split import grouped_split
-from insectml.errors import InputFileError, ValidationFailed
+from insectml.errors import ConfigError, InputFileError, ValidationFailed
+from insectml.fileio import write_json_atomic
 from insectml.runparams import GENERAL
 from insectml.wingbeat.audio import decode_wav
 from insectml.wingbeat.family import PARAMS as P
@@ -32,26 +55,54 @@ class ValidateConfig:
     val_fraction: float = P.default("wingbeat_val_fraction")
     test_fraction: float = P.default("wingbeat_test_fraction")
     seed: int = GENERAL.default("seed")
+    duplicates: str = GENERAL.default("duplicates")  # group | drop | error: identical recordings
     max_per_class: int = P.default("wingbeat_max_per_class")  # 0 = keep all
     resample: bool = P.default("wingbeat_resample")
+    min_seconds: float = P.default("wingbeat_min_seconds")  # carried into the model, which refuses shorter input
+
+
+# Files of the three validation steps (see the module docstring).
+CANDIDATES = "candidates.jsonl"
+LISTING = "listing.json"
+CHECKED = "checked.jsonl"
+# The settings that the list step uses and the gather step records in dataset.json: both
+# must have the same (a split recorded under another seed than the cap used would lie).
+_LISTED_SETTINGS = {"group_by": "--group-by", "max_per_class": "--max-per-class", "seed": "--seed"}
 
 
 def validate_and_split(cfg: ValidateConfig) -> dict:
     """Check every row and recording, then write manifest.jsonl, dataset.json and
-    validation_report.json into ``cfg.out_dir``.
+    validation_report.json into ``cfg.out_dir``: :func:`list_candidates`,
+    :func:`check_candidates` and :func:`gather` in one process, so the files are
+    byte-identical to those of the steps run as chunks over several tasks.
 
     Raises :class:`ValidationFailed` listing every problem found; the report is
     written either way.
     """
-    from tqdm import tqdm
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".validate-", dir=cfg.out_dir) as tmp:
+        work = Path(tmp)
+        list_candidates(replace(cfg, out_dir=work))
+        check_candidates(work / CANDIDATES, cfg, work / CHECKED)
+        return gather(work / LISTING, [work / CHECKED], cfg)
 
+
+def list_candidates(cfg: ValidateConfig) -> dict:
+    """Step 1: read the labels CSV (or the folder layout) and check each row without
+    opening its recording: empty fields, a path listed twice, an unknown species; then
+    keep at most ``max_per_class`` per species (seeded).
+
+    Writes the rows left, numbered from 0, to ``cfg.out_dir/candidates.jsonl`` (row by
+    row) and the listing (source, counts, known classes, problems, settings) to
+    ``listing.json``; returns the listing. Reads labels, data_dir, classes, group_by,
+    max_per_class and seed of ``cfg``.
+    """
     if cfg.labels is None:
         rows = read_folder_layout(cfg.data_dir, cfg.group_by)
         name = f"{cfg.data_dir.name}/"
     else:
         rows = read_labels(cfg.labels, cfg.group_by)
         name = cfg.labels.name
-    source = cfg.labels or cfg.data_dir
     known = read_classes(cfg.classes) if cfg.classes else None
     problems: list[str] = []
     seen_path: dict[str, int] = {}
@@ -72,66 +123,198 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
         accepted.append(row)
 
     accepted = _cap_per_class(accepted, cfg.max_per_class, cfg.seed)
-    samples = []
-    by_digest: dict[str, str] = {}
-    for row in tqdm(accepted, desc="validate", unit="rec", disable=None):
-        path = cfg.data_dir / row.path
-        try:
-            audio = decode_wav(path, cfg.sample_rate, name=row.path, resample=cfg.resample)
-        except InputFileError as exc:
-            problems.append(str(exc))
-            continue
-        digest = file_digest(path)
-        if digest in by_digest:
-            problems.append(f"{row.path}: identical content to {by_digest[digest]} (duplicate recording)")
-            continue
-        by_digest[digest] = row.path
-        samples.append(
-            {
-                "id": str(Path(row.path).with_suffix("")),
-                "path": row.path,
-                "label": row.species,
-                "group": row.group,
-                "md5": digest,
+    write_manifest(
+        ({"n": n, "path": r.path, "label": r.species, "group": r.group} for n, r in enumerate(accepted)),
+        cfg.out_dir / CANDIDATES,
+    )
+    listing = {
+        "labels": str(cfg.labels or cfg.data_dir),
+        "rows": len(rows),
+        "candidates": len(accepted),
+        "classes": known,
+        "problems": problems,
+        "settings": {k: v for k, v in asdict(cfg).items() if k in _LISTED_SETTINGS},
+    }
+    write_json_atomic(cfg.out_dir / LISTING, listing)
+    return listing
+
+
+def check_candidates(candidates: Path, cfg: ValidateConfig, out: Path) -> tuple[int, int]:
+    """Step 2, over a chunk of candidates.jsonl (or all of it): decode each recording
+    below ``cfg.data_dir`` with the checks of :func:`decode_wav`, and take its md5 and
+    duration. Writes one line per candidate, in order, to ``out``: the manifest row (with
+    its number ``n``), or ``{"n", "path", "problem"}``. Returns (candidates, problems).
+    Reads data_dir, sample_rate, resample and min_seconds of ``cfg``.
+    """
+    from tqdm import tqdm
+
+    problems = 0
+
+    def checked() -> Iterator[dict]:
+        nonlocal problems
+        for number, row in enumerate(iter_manifest(candidates, "candidates file", allow_empty=True), start=1):
+            if not isinstance(row, dict) or not _CANDIDATE_KEYS <= row.keys():
+                raise InputFileError(candidates, f"line {number} is not a candidate (from 'validate --list-only')")
+            path = cfg.data_dir / row["path"]
+            try:
+                audio = decode_wav(
+                    path, cfg.sample_rate, name=row["path"], resample=cfg.resample, min_seconds=cfg.min_seconds
+                )
+            except InputFileError as exc:
+                problems += 1
+                yield {"n": row["n"], "path": row["path"], "problem": str(exc)}
+                continue
+            yield {
+                "n": row["n"],
+                "id": str(Path(row["path"]).with_suffix("")),
+                "path": row["path"],
+                "label": row["label"],
+                "group": row["group"],
+                "md5": file_digest(path),
                 "duration_s": round(len(audio) / cfg.sample_rate, 4),
             }
+
+    n = write_manifest(tqdm(checked(), desc="validate", unit="rec", disable=None), out)
+    return n, problems
+
+
+_CANDIDATE_KEYS = {"n", "path", "label", "group"}
+_SAMPLE_KEYS = ("id", "path", "label", "group", "md5", "duration_s")
+
+
+def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> dict:
+    """Step 3: read the checked chunks (in any order; each must be there once) and the
+    listing, settle identical recordings by ``cfg.duplicates``, and write
+    validation_report.json; with no problem, split (seeded, stratified, grouped) and
+    write manifest.jsonl and dataset.json into ``cfg.out_dir``. Returns the dataset
+    description.
+
+    Raises :class:`ValidationFailed` listing every problem of every step at once.
+    """
+    listing = read_json(listing_path, "listing")
+    missing = {"labels", "rows", "candidates", "classes", "problems", "settings"} - set(listing)
+    if missing:
+        raise InputFileError(
+            listing_path, f"not a listing of 'validate --list-only' (lacks {', '.join(sorted(missing))})"
         )
+    for key, flag in _LISTED_SETTINGS.items():
+        if listing["settings"].get(key) != getattr(cfg, key):
+            raise ConfigError(
+                f"{flag} {getattr(cfg, key)}: the candidates were listed with {listing['settings'].get(key)} "
+                f"({listing_path}); give every step the same settings"
+            )
+    source = listing["labels"]
+    problems = list(listing["problems"])
+    samples: dict[str, list] = {k: [] for k in _SAMPLE_KEYS}
+    n = 0
+    for row in _checked_rows(checked, listing["candidates"]):
+        n += 1
+        if "problem" in row:
+            problems.append(row["problem"])
+            continue
+        for k in _SAMPLE_KEYS:
+            # labels and groups repeat: one string object each, not one per sample
+            samples[k].append(sys.intern(row[k]) if k in ("label", "group") else row[k])
+    if n != listing["candidates"]:
+        raise InputFileError(
+            listing_path, f"lists {listing['candidates']} candidates; the checked files hold {n}: a chunk is missing"
+        )
+    keep, dup_problems, warnings, dup_summary = _duplicates(samples, cfg.duplicates)
+    problems += dup_problems
+    samples = {k: [v for v, kept in zip(values, keep, strict=True) if kept] for k, values in samples.items()}
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     report_path = cfg.out_dir / "validation_report.json"
-    report = {"labels": str(source), "rows": len(rows), "accepted": len(samples), "problems": problems}
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    report = {
+        "labels": source,
+        "rows": listing["rows"],
+        "accepted": len(samples["id"]),
+        "problems": problems,
+        "warnings": warnings,
+    }
+    write_json_atomic(report_path, report)
     if problems:
         for problem in problems:
             log.error("%s", problem)
         raise ValidationFailed(source, problems, report=report_path.name)
 
-    splits = grouped_split(
-        [s["label"] for s in samples],
-        [s["group"] for s in samples],
-        cfg.val_fraction,
-        cfg.test_fraction,
-        cfg.seed,
+    samples["split"] = grouped_split(samples["label"], samples["group"], cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    present = set(samples["label"])
+    known = listing["classes"]
+    classes = [c for c in known if c in present] if known is not None else sorted(present)
+    manifest = cfg.out_dir / "manifest.jsonl"
+    write_manifest(
+        (dict(zip(samples, values, strict=True)) for values in zip(*samples.values(), strict=True)), manifest
     )
-    for sample, split in zip(samples, splits, strict=True):
-        sample["split"] = split
-    classes = known if known is not None else sorted({s["label"] for s in samples})
-    classes = [c for c in classes if any(s["label"] == c for s in samples)]
-    write_manifest(samples, cfg.out_dir / "manifest.jsonl")
     dataset = {
         "family": "wingbeat",
         "classes": classes,
-        "n_samples": len(samples),
-        "counts": split_counts(samples),
-        "version": content_version(samples),
+        "n_samples": len(samples["id"]),
+        "counts": split_counts(iter_manifest(manifest)),
+        "version": content_version(iter_manifest(manifest)),
         "split": {
             k: v
             for k, v in asdict(cfg).items()
-            if k in ("group_by", "val_fraction", "test_fraction", "seed", "max_per_class", "sample_rate", "resample")
+            if k
+            in (
+                "group_by",
+                "val_fraction",
+                "test_fraction",
+                "seed",
+                "max_per_class",
+                "sample_rate",
+                "resample",
+                "min_seconds",
+            )
         },
     }
-    (cfg.out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+    dataset["split"].update(duplicates=cfg.duplicates, **dup_summary)
+    write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     return dataset
+
+
+def _checked_rows(checked: Sequence[Path], expected: int) -> Iterator[dict]:
+    """The rows of the checked files in candidate order (files sorted by their first
+    row's number); a number out of sequence means a chunk given twice or one missing."""
+    firsts = []
+    for path in checked:
+        first = next(iter_manifest(path, "checked file", allow_empty=True), None)
+        if first is not None:
+            if not isinstance(first, dict) or "n" not in first:
+                raise InputFileError(path, "not a checked file (from 'validate --check')")
+            firsts.append((first["n"], str(path), path))
+    n = 0
+    for _, _, path in sorted(firsts):
+        for number, row in enumerate(iter_manifest(path, "checked file"), start=1):
+            if not isinstance(row, dict) or row.get("n") != n:
+                found = row.get("n") if isinstance(row, dict) else None
+                raise InputFileError(
+                    path,
+                    f"line {number} is candidate {found}, expected {n}: a chunk of the {expected} candidates is "
+                    "missing or given twice",
+                )
+            n += 1
+            yield row
+
+
+def _duplicates(samples: dict[str, list], policy: str) -> tuple[list[bool], list[str], list[str], dict[str, int]]:
+    """Identical recordings under ``policy``, over the sample columns: returns which
+    samples are kept (their groups merged in ``samples["group"]`` under ``group``),
+    problems (label conflicts; pairs across groups under ``error``), warnings, and the
+    counts of merges and drops."""
+    paths, labels, digests = samples["path"], samples["label"], samples["md5"]
+    pairs = equal_pairs(digests)
+    conflict = np.asarray([labels[i] != labels[j] for i, j, _ in pairs.tolist()], dtype=bool)
+    problems = [
+        f"{paths[j]}: identical content to {paths[i]} of species '{labels[i]}' (label conflict)"
+        for i, j, _ in pairs[conflict].tolist()
+    ]
+    done = resolve(paths, samples["group"], pairs[~conflict].reshape(-1, 3), policy, digests=digests)
+    samples["group"] = list(done.groups)
+    for line in done.warnings[:5]:
+        log.warning("%s", line)
+    summary = {"groups_merged": done.merged, "duplicates_dropped": done.dropped}
+    return list(done.keep), problems + list(done.problems), list(done.warnings), summary
 
 
 def _cap_per_class(rows: list, cap: int, seed: int) -> list:

@@ -1,5 +1,5 @@
 process WINGBEAT_FEATURES {
-    tag "${meta.id}"
+    tag "${meta.id}:${meta.chunk}"
     label 'process_single'
 
     input:

@@ -3,7 +3,7 @@ process WINGBEAT_VALIDATE {
     label 'process_single'
 
     input:
-    tuple val(meta), path(labels), path(data, stageAs: 'data')
+    tuple val(meta), path(listing), path(checked, stageAs: 'checked_*.jsonl')
 
     output:
     tuple val(meta), path('manifest.jsonl'), path('dataset.json'), emit: manifest
@@ -15,11 +15,10 @@ process WINGBEAT_VALIDATE {
 
     script:
     def args = task.ext.args ?: ''
-    def labels_arg = labels ? "--labels ${labels}" : '--layout folders'
     """
     insectml wingbeat validate \\
-        ${labels_arg} \\
-        --data ${data} \\
+        --gather ${checked} \\
+        --listing ${listing} \\
         --seed ${meta.seed} \\
         --out . \\
         ${args}
@@ -27,8 +26,10 @@ process WINGBEAT_VALIDATE {
     """
 
     stub:
+    // one row, so that the manifest's chunks downstream are wired too
     """
-    touch manifest.jsonl dataset.json validation_report.json
+    echo '{}' > manifest.jsonl
+    touch dataset.json validation_report.json
     insectml versions --process ${task.process} > versions.yml
     """
 }
