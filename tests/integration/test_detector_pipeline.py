@@ -28,20 +28,25 @@ def test_two_stage_detector_runs_and_publishes(detector_run):
     assert dataset["family"] == "detector" and "stink_bug" in dataset["classes"]
 
 
+def package_unthresholded(run_cli, model, name, store):
+    """``store/<name>.mar`` of a model folder, exported and packaged at score threshold 0
+    (a one-epoch model scores low)."""
+    done = run_cli("detector", "export", "--model", model, "--name", name, "--out", store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_cli(
+        "package", "detector", "--model", model, "--torchscript", store / f"{name}.torchscript.pt",
+        "--name", name, "--score-threshold", "0", "--out", store,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def detector_server(detector_run, run_cli, tmp_path_factory, repo_root):
     """MMS with the target detector re-exported at score threshold 0 (a one-epoch model
     scores low), loaded at start-up, and the same archive registered with batching."""
     state = tmp_path_factory.mktemp("mms-detector")
     store = state / "store"
-    target = detector_run / "models" / "target"
-    done = run_cli("detector", "export", "--model", target, "--name", "target", "--out", store)
-    assert done.returncode == 0, done.stderr[-2000:]
-    done = run_cli(
-        "package", "detector", "--model", target, "--torchscript", store / "target.torchscript.pt",
-        "--name", "target", "--score-threshold", "0", "--out", store,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    package_unthresholded(run_cli, detector_run / "models" / "target", "target", store)
     cfg = ServerConfig(
         model_store=store,
         models={"target": "target.mar"},
@@ -108,14 +113,7 @@ def test_served_detections_name_the_classes_as_the_export_wrote_them(detector_se
     (Stål, 1855)", "sp. 1", "Ant" and "ant", …), packaged and registered with the real MMS:
     every served label is one of the export's names, byte for byte."""
     export, out, _ = format_runs["yolo"]
-    store, model = detector_server.model_store, out / "models" / "generic"
-    done = run_cli("detector", "export", "--model", model, "--name", "odd_names", "--out", store)
-    assert done.returncode == 0, done.stderr[-2000:]
-    done = run_cli(
-        "package", "detector", "--model", model, "--torchscript", store / "odd_names.torchscript.pt",
-        "--name", "odd_names", "--score-threshold", "0", "--out", store,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    package_unthresholded(run_cli, out / "models" / "generic", "odd_names", detector_server.model_store)
     register(detector_server.management_url, "odd_names.mar", "odd_names")
     boxed = next(p for p in export.images if export.boxes[p])
     served = predict(detector_server.inference_url, "odd_names", (export.input_dir / boxed).read_bytes(), "image/jpeg")
