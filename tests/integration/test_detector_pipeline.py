@@ -116,5 +116,6 @@ def test_served_detections_name_the_classes_as_the_export_wrote_them(detector_se
     package_unthresholded(run_cli, out / "models" / "generic", "odd_names", detector_server.model_store)
     register(detector_server.management_url, "odd_names.mar", "odd_names")
     boxed = next(p for p in export.images if export.boxes[p])
-    served = predict(detector_server.inference_url, "odd_names", (export.input_dir / boxed).read_bytes(), "image/jpeg")
+    body = (export.input_dir / boxed).read_bytes()
+    served = predict(detector_server.inference_url, "odd_names", body, content_type="image/jpeg")
     assert served and {d["label"] for d in served} <= set(export.classes)
