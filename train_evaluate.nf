@@ -27,11 +27,11 @@ workflow {
         ch_versions = ch_versions.mix(WINGBEAT.out.versions)
     }
     if ('detector' in tasks) {
-        DETECTOR ( familyInput('detector') )
+        DETECTOR ( familyInput('detector'), params.chunk_size )
         ch_versions = ch_versions.mix(DETECTOR.out.versions)
     }
     if ('fewshot' in tasks) {
-        FEWSHOT ( familyInput('fewshot'), sweep.task == 'fewshot' ? sweep : [:] )
+        FEWSHOT ( familyInput('fewshot'), sweep.task == 'fewshot' ? sweep : [:], params.chunk_size )
         ch_versions = ch_versions.mix(FEWSHOT.out.versions)
     }
 

@@ -5,7 +5,13 @@
  * box-labelled test split. Without species-only images, or when none of them gains a
  * box, the target stage is skipped (the pseudo-label step says why) and the generic
  * detector is the family's model.
+ * Validation opens every image, so it runs as chunks of `chunk_size` images, one task
+ * each: the labels listed (DETECTOR_VALIDATE_LIST), each chunk checked
+ * (DETECTOR_VALIDATE_CHECK), DETECTOR_VALIDATE gathers, reports and splits; the files are
+ * the same for any chunk size.
  */
+include { DETECTOR_VALIDATE_LIST                   } from '../modules/detector/validate_list/main'
+include { DETECTOR_VALIDATE_CHECK                  } from '../modules/detector/validate_check/main'
 include { DETECTOR_VALIDATE                        } from '../modules/detector/validate/main'
 include { DETECTOR_TRAIN as DETECTOR_TRAIN_GENERIC } from '../modules/detector/train/main'
 include { DETECTOR_TRAIN as DETECTOR_TRAIN_TARGET  } from '../modules/detector/train/main'
@@ -14,17 +20,30 @@ include { DETECTOR_EVALUATE as DETECTOR_EVALUATE_TARGET  } from '../modules/dete
 include { DETECTOR_PSEUDOLABEL                     } from '../modules/detector/pseudolabel/main'
 include { DETECTOR_EXPORT                          } from '../modules/detector/export/main'
 include { DETECTOR_PACKAGE                         } from '../modules/detector/package/main'
+include { chunks; inChunkOrder                     } from '../subworkflows/local/chunks/main'
 
 workflow DETECTOR {
     take:
     ch_input    // [ meta, data folder holding the Supervisely project and the species folders ]
+    chunk_size  // images per task of the validation checks
 
     main:
     ch_versions = Channel.empty()
     data = ch_input.map { meta, data -> data }.first()
 
-    DETECTOR_VALIDATE ( ch_input )
-    ch_versions = ch_versions.mix(DETECTOR_VALIDATE.out.versions)
+    // Validation scattered: the labels listed, each chunk of `chunk_size` candidates
+    // checked in its own task, the chunks gathered (reported, split) in chunk order.
+    DETECTOR_VALIDATE_LIST ( ch_input )
+    ch_check = chunks(DETECTOR_VALIDATE_LIST.out.candidates, chunk_size, 1)
+        .combine(data)
+    DETECTOR_VALIDATE_CHECK ( ch_check )
+    ch_gather = DETECTOR_VALIDATE_LIST.out.listing
+        .map { meta, listing -> [ meta.id, meta, listing ] }
+        .join(inChunkOrder(DETECTOR_VALIDATE_CHECK.out.checked))
+        .map { id, meta, listing, checked -> [ meta, listing, checked ] }
+    DETECTOR_VALIDATE ( ch_gather )
+    ch_versions = ch_versions.mix(
+        DETECTOR_VALIDATE_LIST.out.versions, DETECTOR_VALIDATE_CHECK.out.versions, DETECTOR_VALIDATE.out.versions)
 
     ch_generic = DETECTOR_VALIDATE.out.manifest
         .map { meta, manifest, dataset -> [ meta + [ stage: 'generic' ], manifest, dataset ] }

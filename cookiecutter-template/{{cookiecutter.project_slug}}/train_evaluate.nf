@@ -22,9 +22,9 @@ workflow {
 {%- if cookiecutter.family == 'wingbeat' %}
     WINGBEAT ( familyInput('wingbeat'), params.wingbeat_models.tokenize(',')*.trim(), sweepPlan([ 'wingbeat' ]), params.chunk_size )
 {%- elif cookiecutter.family == 'detector' %}
-    DETECTOR ( familyInput('detector') )
+    DETECTOR ( familyInput('detector'), params.chunk_size )
 {%- else %}
-    FEWSHOT ( familyInput('fewshot'), sweepPlan([ 'fewshot' ]) )
+    FEWSHOT ( familyInput('fewshot'), sweepPlan([ 'fewshot' ]), params.chunk_size )
 {%- endif %}
     PIPELINE_COMPLETION ( {{ wf }}.out.versions )
 }

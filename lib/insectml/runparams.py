@@ -80,7 +80,8 @@ GENERAL = Group(
             "chunk_size",
             "integer",
             5000,
-            "files per task in the steps that open every file (wingbeat: the recordings' checks, the features): "
+            "files per task in the steps that open every file (every family's validation checks; wingbeat's "
+            "features): "
             "the files are cut into chunks of this many, one task each, side by side on a cluster, then gathered; "
             "results do not depend on it (5000 recordings: a few minutes of features)",
             minimum=1,

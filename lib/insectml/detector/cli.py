@@ -6,7 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from insectml.cliargs import add_loop_args, add_manifest_args, add_param, add_step_params, existing_dir, step_settings
+from insectml.cliargs import (
+    add_loop_args,
+    add_manifest_args,
+    add_param,
+    add_step_params,
+    existing_dir,
+    existing_file,
+    step_settings,
+)
 from insectml.detector.family import FAMILY
 from insectml.runparams import GENERAL
 
@@ -24,9 +32,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check every image and box, report every problem at once (exit 2) or write manifest.jsonl, "
         "dataset.json and validation_report.json. Box-labelled images are split (seeded, grouped by the "
         "image tag 'group' when present, Roboflow's copies of one photo together); species images are "
-        "marked 'unlabelled'.",
+        "marked 'unlabelled'. "
+        "The same in three steps, so that checking the images can be spread over tasks: --list-only; then "
+        "--check on each chunk of candidates.jsonl (cut it anywhere between lines); then --gather with every "
+        "checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run.",
     )
-    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    g = p.add_argument_group("in steps (scatter and gather)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--list-only",
+        action="store_true",
+        help="step 1: read the labels without opening an image; write candidates.jsonl and listing.json into --out",
+    )
+    mode.add_argument(
+        "--check",
+        type=existing_file,
+        metavar="CANDIDATES",
+        help="step 2: check the images and boxes listed in CANDIDATES (candidates.jsonl or a chunk of its lines) "
+        "below --root; write checked.jsonl into --out",
+    )
+    mode.add_argument(
+        "--gather",
+        type=existing_file,
+        nargs="+",
+        metavar="CHECKED",
+        help="step 3: join the checked.jsonl of every chunk (in any order) with --listing; write manifest.jsonl, "
+        "dataset.json and validation_report.json into --out",
+    )
+    g.add_argument("--listing", type=existing_file, help="with --gather: listing.json from --list-only")
+    p.add_argument(
+        "--root", type=existing_dir, help="folder the manifest's paths are relative to (required unless --gather)"
+    )
     p.add_argument(
         "--labels",
         type=_existing_path,
@@ -123,28 +159,46 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from insectml.detector import validate as v
     from insectml.detector.supervisely_io import class_name
-    from insectml.detector.validate import DetectorValidateConfig, validate_detection
     from insectml.errors import ConfigError
 
     settings = step_settings(args, P, "validate")
     if args.supervisely is not None:
         args.labels, settings["format"] = args.supervisely, "supervisely"
-    if args.labels is None and args.species is None:
-        raise ConfigError("give --labels, --species or both")
+    if args.root is None and not args.gather:
+        raise ConfigError("--root is required (unless --gather): the folder the manifest's paths are relative to")
     classes = (class_name(c) for c in (*args.classes.split(","), *args.class_names))
-    dataset = validate_detection(
-        DetectorValidateConfig(
-            root=args.root,
-            out_dir=args.out,
-            labels=args.labels,
-            species=args.species,
-            classes=tuple(dict.fromkeys(c for c in classes if c)),
-            seed=args.seed,
-            duplicates=args.duplicates,
-            **settings,
-        )
+    cfg = v.DetectorValidateConfig(
+        # the gather opens no image: root is not read
+        root=args.root or args.out,
+        out_dir=args.out,
+        labels=args.labels,
+        species=args.species,
+        classes=tuple(dict.fromkeys(c for c in classes if c)),
+        seed=args.seed,
+        duplicates=args.duplicates,
+        **settings,
     )
+    if args.check:
+        checked, problems = v.check_candidates(args.check, cfg, args.out / v.CHECKED)
+        print(json.dumps({"checked": checked, "problems": problems}))
+        return 0
+    if args.gather:
+        if args.listing is None:
+            raise ConfigError("--gather needs --listing, the listing.json from --list-only")
+        dataset = v.gather(args.listing, args.gather, cfg)
+    else:
+        if args.labels is None and args.species is None:
+            raise ConfigError("give --labels, --species or both")
+        if args.list_only:
+            listing = v.list_candidates(cfg)
+            if not listing["candidates"]:
+                v.gather(args.out / v.LISTING, [], cfg)  # nothing left to check: report the problems now
+            summary = {k: listing[k] for k in ("images", "candidates")} | {"problems": len(listing["problems"])}
+            print(json.dumps(summary))
+            return 0
+        dataset = v.validate_detection(cfg)
     print(json.dumps({k: dataset[k] for k in ("n_images", "n_boxes", "images_per_split")}))
     return 0
 

@@ -9,26 +9,42 @@ warning.
 Exact or near-duplicate images (dHash) in different groups would land on both sides of a
 split: under ``duplicates="group"`` their groups are merged (a warning each), under
 ``drop`` one image of each cluster is kept, under ``error`` each such pair is a problem.
+
+Three steps, so that decoding every image (the cost that grows with the data) can be
+scattered over tasks: :func:`list_candidates` reads the labels (candidates.jsonl,
+listing.json); :func:`check_candidates` checks the images of a chunk of the candidates
+(checked.jsonl); :func:`gather` settles duplicates, reports every problem at once and
+splits. :func:`validate_detection` runs the three in one process.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from insectml.data.chunks import checked_rows
 from insectml.data.duplicates import clusters, near_pairs, resolve
 from insectml.data.images import check_image
-from insectml.data.manifest import content_version, file_digest, split_counts, write_manifest
+from insectml.data.manifest import (
+    content_version,
+    file_digest,
+    iter_manifest,
+    read_json,
+    split_counts,
+    write_manifest,
+)
 from insectml.data.split import grouped_split
 from insectml.detector.family import PARAMS as P
 from insectml.detector.formats import locate_labels, read_boxes
 from insectml.detector.supervisely_io import ImageRecord, read_species_folders
-from insectml.errors import ValidationFailed
+from insectml.errors import ConfigError, InputFileError, ValidationFailed
+from insectml.fileio import write_json_atomic
 from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
@@ -81,10 +97,40 @@ def fix_boxes(record: ImageRecord, size: tuple[int, int], policy: str) -> tuple[
 
 
 def validate_detection(cfg: DetectorValidateConfig) -> dict:
-    """Write manifest.jsonl, dataset.json and validation_report.json into ``cfg.out_dir``;
-    raise :class:`ValidationFailed` listing every problem (the report is written either way)."""
-    from tqdm import tqdm
+    """Write manifest.jsonl, dataset.json and validation_report.json into ``cfg.out_dir``:
+    :func:`list_candidates`, :func:`check_candidates` and :func:`gather` in one process,
+    so the files are byte-identical to those of the steps run as chunks over several tasks.
 
+    Raises :class:`ValidationFailed` listing every problem (the report is written either way).
+    """
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".validate-", dir=cfg.out_dir) as tmp:
+        work = Path(tmp)
+        list_candidates(replace(cfg, out_dir=work))
+        check_candidates(work / CANDIDATES, cfg, work / CHECKED)
+        return gather(work / LISTING, [work / CHECKED], cfg)
+
+
+# Files of the three validation steps (see the module docstring).
+CANDIDATES = "candidates.jsonl"
+LISTING = "listing.json"
+CHECKED = "checked.jsonl"
+# The settings the list step uses and the gather step records in dataset.json: both must
+# have the same (a split recorded under another seed than the cap used would lie).
+_LISTED_SETTINGS = {"seed": "--seed"}
+_RECORD_KEYS = ("path", "group", "boxes", "labels", "species", "tags", "declared_size")
+
+
+def list_candidates(cfg: DetectorValidateConfig) -> dict:
+    """Step 1: read the box labels (found in ``cfg.labels`` in ``cfg.format``) and the
+    species folders, keep at most ``max_images`` of each (seeded), and refuse box-labelled
+    images with a class outside the known ones, without opening an image.
+
+    Writes the records left, numbered from 0, to ``cfg.out_dir/candidates.jsonl`` and the
+    listing (source, counts, classes, problems, warnings, settings) to ``listing.json``;
+    returns the listing. Reads root, labels, format, species, classes, max_images and
+    seed of ``cfg``.
+    """
     problems: list[str] = []
     warnings: list[str] = []
     records: list[ImageRecord] = []
@@ -101,29 +147,117 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
     elif cfg.species is not None:
         records += _cap(read_species_folders(cfg.species, cfg.root), cfg.max_images, cfg.seed)
 
-    kept, hashes, digests = [], {}, {}
-    for record in tqdm(records, desc="validate", unit="img", disable=None):
-        size, hashed, problem = check_image(cfg.root / record.path, record.path)
-        if problem:
-            problems.append(problem)
-            continue
-        if record.declared_size and tuple(record.declared_size) != tuple(size):
-            problems.append(
-                f"{record.path}: annotation says {record.declared_size[0]}x{record.declared_size[1]}, "
-                f"image is {size[0]}x{size[1]}"
-            )
-            continue
-        unknown = sorted({label for label in record.labels if label not in classes})
+    known = set(classes)
+    candidates = []
+    for record in records:
+        unknown = sorted({label for label in record.labels if label not in known})
         if record.species is None and unknown:
             problems.append(f"{record.path}: unknown class(es) {', '.join(unknown)} (known: {', '.join(classes)})")
             continue
-        box_problems, box_warnings = fix_boxes(record, size, cfg.box_policy)
-        problems += box_problems
-        warnings += box_warnings
-        digest = file_digest(cfg.root / record.path)
-        record.tags = {**record.tags, "width": size[0], "height": size[1], "md5": digest}
-        hashes[record.path], digests[record.path] = hashed, digest
+        candidates.append(record)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(
+        ({"n": n, **{k: getattr(r, k) for k in _RECORD_KEYS}} for n, r in enumerate(candidates)),
+        cfg.out_dir / CANDIDATES,
+    )
+    listing = {
+        "source": str(cfg.labels or cfg.species),
+        "images": len(records),
+        "candidates": len(candidates),
+        "classes": classes,
+        "problems": problems,
+        "warnings": warnings,
+        "settings": {k: getattr(cfg, k) for k in _LISTED_SETTINGS},
+    }
+    write_json_atomic(cfg.out_dir / LISTING, listing)
+    return listing
+
+
+def check_candidates(candidates: Path, cfg: DetectorValidateConfig, out: Path) -> tuple[int, int]:
+    """Step 2, over a chunk of candidates.jsonl (or all of it): decode each image below
+    ``cfg.root`` (:func:`check_image`: readable, whole, its size and dHash), compare its
+    size with the annotation's, apply ``cfg.box_policy`` to its boxes and take its md5.
+    Writes one line per candidate, in order, to ``out``: ``{"n", "path", "problems",
+    "warnings"}`` and, for an image kept, its record (boxes fixed, size and md5 in its
+    tags) and ``dhash``. Returns (candidates, candidates with a problem). Reads root and
+    box_policy of ``cfg``.
+    """
+    from tqdm import tqdm
+
+    failed = 0
+
+    def checked() -> Iterator[dict]:
+        nonlocal failed
+        for number, row in enumerate(iter_manifest(candidates, "candidates file", allow_empty=True), start=1):
+            if not isinstance(row, dict) or not {"n", *_RECORD_KEYS} <= row.keys():
+                raise InputFileError(candidates, f"line {number} is not a candidate (from 'validate --list-only')")
+            record = ImageRecord(**{k: row[k] for k in _RECORD_KEYS})
+            size, hashed, problem = check_image(cfg.root / record.path, record.path)
+            if not problem and record.declared_size and tuple(record.declared_size) != tuple(size):
+                problem = (
+                    f"{record.path}: annotation says {record.declared_size[0]}x{record.declared_size[1]}, "
+                    f"image is {size[0]}x{size[1]}"
+                )
+            if problem:
+                failed += 1
+                yield {"n": row["n"], "path": record.path, "problems": [problem], "warnings": []}
+                continue
+            box_problems, box_warnings = fix_boxes(record, size, cfg.box_policy)
+            failed += bool(box_problems)
+            digest = file_digest(cfg.root / record.path)
+            record.tags = {**record.tags, "width": size[0], "height": size[1], "md5": digest}
+            yield {
+                "n": row["n"],
+                **{k: getattr(record, k) for k in _RECORD_KEYS},
+                "dhash": hashed,
+                "problems": box_problems,
+                "warnings": box_warnings,
+            }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = write_manifest(tqdm(checked(), desc="validate", unit="img", disable=None), out)
+    return n, failed
+
+
+def gather(listing_path: Path, checked: Sequence[Path], cfg: DetectorValidateConfig) -> dict:
+    """Step 3: read the checked chunks (in any order; each must be there once) and the
+    listing, settle duplicates (:func:`find_duplicates`) and write validation_report.json;
+    with no problem, split the box-labelled images (seeded, grouped; species images are
+    'unlabelled') and write manifest.jsonl and dataset.json into ``cfg.out_dir``.
+    Returns the dataset description.
+
+    Raises :class:`ValidationFailed` listing every problem of every step at once.
+    """
+    listing = read_json(listing_path, "listing")
+    missing = {"source", "images", "candidates", "classes", "problems", "warnings", "settings"} - set(listing)
+    if missing:
+        raise InputFileError(
+            listing_path, f"not a listing of 'validate --list-only' (lacks {', '.join(sorted(missing))})"
+        )
+    for key, flag in _LISTED_SETTINGS.items():
+        if listing["settings"].get(key) != getattr(cfg, key):
+            raise ConfigError(
+                f"{flag} {getattr(cfg, key)}: the candidates were listed with {listing['settings'].get(key)} "
+                f"({listing_path}); give every step the same settings"
+            )
+    classes = listing["classes"]
+    problems: list[str] = list(listing["problems"])
+    warnings: list[str] = list(listing["warnings"])
+    kept, hashes, digests = [], {}, {}
+    n = 0
+    for row in checked_rows(checked, listing["candidates"]):
+        n += 1
+        problems += row["problems"]
+        warnings += row["warnings"]
+        if "dhash" not in row:
+            continue
+        record = ImageRecord(**{k: row[k] for k in _RECORD_KEYS})
+        hashes[record.path], digests[record.path] = row["dhash"], record.tags["md5"]
         kept.append(record)
+    if n != listing["candidates"]:
+        raise InputFileError(
+            listing_path, f"lists {listing['candidates']} candidates; the checked files hold {n}: a chunk is missing"
+        )
 
     kept, dup_problems, dup_warnings, dup_summary = find_duplicates(
         kept, hashes, digests, cfg.near_duplicate_bits, cfg.duplicates
@@ -132,8 +266,8 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
     warnings += dup_warnings
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     report_path = cfg.out_dir / "validation_report.json"
-    report = {"images": len(records), "accepted": len(kept), "problems": problems, "warnings": warnings}
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    report = {"images": listing["images"], "accepted": len(kept), "problems": problems, "warnings": warnings}
+    write_json_atomic(report_path, report)
     for line in warnings[:5]:
         log.warning("%s", line)
     if len(warnings) > 5:
@@ -141,7 +275,7 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
     if problems:
         for line in problems:
             log.error("%s", line)
-        raise ValidationFailed(cfg.labels or cfg.species, problems, report=report_path.name)
+        raise ValidationFailed(listing["source"], problems, report=report_path.name)
 
     rows = [_row(r) for r in kept]
     boxed = [row for row in rows if row["source"] == "boxes"]
@@ -183,7 +317,7 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
             **dup_summary,
         },
     }
-    (cfg.out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+    write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     return dataset
 
 

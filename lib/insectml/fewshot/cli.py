@@ -32,9 +32,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read <class>/<image> folders (--images) or a CSV with path,label (--labels), check every "
         "image, report every problem at once (exit 2), or write manifest.jsonl, dataset.json and "
         "validation_report.json. Classes are split seeded into base (train) and novel (val, test) classes; "
-        "novel classes' images into support and query.",
+        "novel classes' images into support and query. "
+        "The same in three steps, so that checking the images can be spread over tasks: --list-only; then "
+        "--check on each chunk of candidates.jsonl (cut it anywhere between lines); then --gather with every "
+        "checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run.",
     )
-    p.add_argument("--root", type=existing_dir, required=True, help="folder the manifest's paths are relative to")
+    g = p.add_argument_group("in steps (scatter and gather)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--list-only",
+        action="store_true",
+        help="step 1: read the folders or the CSV without opening an image; write candidates.jsonl and "
+        "listing.json into --out",
+    )
+    mode.add_argument(
+        "--check",
+        type=existing_file,
+        metavar="CANDIDATES",
+        help="step 2: check the images listed in CANDIDATES (candidates.jsonl or a chunk of its lines) below "
+        "--root; write checked.jsonl into --out",
+    )
+    mode.add_argument(
+        "--gather",
+        type=existing_file,
+        nargs="+",
+        metavar="CHECKED",
+        help="step 3: join the checked.jsonl of every chunk (in any order) with --listing; write manifest.jsonl, "
+        "dataset.json and validation_report.json into --out",
+    )
+    g.add_argument("--listing", type=existing_file, help="with --gather: listing.json from --list-only")
+    p.add_argument(
+        "--root", type=existing_dir, help="folder the manifest's paths are relative to (required unless --gather)"
+    )
     p.add_argument("--images", type=existing_dir, help="<class>/<image> folders")
     p.add_argument("--labels", type=Path, help="CSV with columns path,label (paths relative to --root)")
     add_step_params(p, P, "validate")
@@ -95,19 +124,37 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from insectml.fewshot.validate import FewshotValidateConfig, validate_fewshot
+    from insectml.errors import ConfigError
+    from insectml.fewshot import validate as v
 
-    dataset = validate_fewshot(
-        FewshotValidateConfig(
-            root=args.root,
-            out_dir=args.out,
-            images=args.images,
-            labels=args.labels,
-            seed=args.seed,
-            duplicates=args.duplicates,
-            **step_settings(args, P, "validate"),
-        )
+    if args.root is None and not args.gather:
+        raise ConfigError("--root is required (unless --gather): the folder the manifest's paths are relative to")
+    cfg = v.FewshotValidateConfig(
+        # the gather opens no image: root is not read
+        root=args.root or args.out,
+        out_dir=args.out,
+        images=args.images,
+        labels=args.labels,
+        seed=args.seed,
+        duplicates=args.duplicates,
+        **step_settings(args, P, "validate"),
     )
+    if args.check:
+        checked, problems = v.check_candidates(args.check, cfg, args.out / v.CHECKED)
+        print(json.dumps({"checked": checked, "problems": problems}))
+        return 0
+    if args.gather:
+        if args.listing is None:
+            raise ConfigError("--gather needs --listing, the listing.json from --list-only")
+        dataset = v.gather(args.listing, args.gather, cfg)
+    elif args.list_only:
+        listing = v.list_candidates(cfg)
+        if not listing["candidates"]:
+            v.gather(args.out / v.LISTING, [], cfg)  # nothing left to check: report the problems now
+        print(json.dumps({"candidates": listing["candidates"], "problems": len(listing["problems"])}))
+        return 0
+    else:
+        dataset = v.validate_fewshot(cfg)
     print(json.dumps({k: dataset[k] for k in ("n_images", "classes_per_split", "images_per_split")}))
     return 0
 

@@ -6,24 +6,33 @@ validation and test, never seen in training) and, inside each novel class, by im
 Every image is its own group, except near-duplicates within a class (dHash), which are
 grouped under ``duplicates="group"`` so they fall on one side of the support/query cut
 (``drop`` keeps one of them, ``error`` refuses them). The same bytes under two classes are a
-label conflict (a problem); near-duplicates across classes are a warning."""
+label conflict (a problem); near-duplicates across classes are a warning.
+
+Three steps, so that decoding every image can be scattered over tasks:
+:func:`list_candidates` reads the folders or the CSV (candidates.jsonl, listing.json);
+:func:`check_candidates` checks the images of a chunk of them (checked.jsonl);
+:func:`gather` settles conflicts and duplicates, reports every problem at once and
+splits. :func:`validate_fewshot` runs the three in one process."""
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
+import tempfile
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from insectml.data.chunks import checked_rows
 from insectml.data.duplicates import near_pairs, resolve
 from insectml.data.images import check_image
-from insectml.data.manifest import content_version, file_digest, write_manifest
+from insectml.data.manifest import content_version, file_digest, iter_manifest, read_json, write_manifest
 from insectml.errors import ConfigError, InputFileError, ValidationFailed
 from insectml.fewshot.family import PARAMS as P
+from insectml.fileio import write_json_atomic
 from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
@@ -76,30 +85,113 @@ def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:
 
 
 def validate_fewshot(cfg: FewshotValidateConfig) -> dict:
-    """Write manifest.jsonl, dataset.json, validation_report.json; every problem at once."""
+    """Write manifest.jsonl, dataset.json, validation_report.json; every problem at once:
+    :func:`list_candidates`, :func:`check_candidates` and :func:`gather` in one process,
+    so the files are byte-identical to those of the steps run as chunks over several tasks."""
+    _check_fractions(cfg)  # before opening a single image
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".validate-", dir=cfg.out_dir) as tmp:
+        work = Path(tmp)
+        list_candidates(replace(cfg, out_dir=work))
+        check_candidates(work / CANDIDATES, cfg, work / CHECKED)
+        return gather(work / LISTING, [work / CHECKED], cfg)
+
+
+# Files of the three validation steps (see the module docstring).
+CANDIDATES = "candidates.jsonl"
+LISTING = "listing.json"
+CHECKED = "checked.jsonl"
+
+
+def list_candidates(cfg: FewshotValidateConfig) -> dict:
+    """Step 1: read the class folders or the CSV without opening an image; write the rows,
+    numbered from 0, to ``cfg.out_dir/candidates.jsonl`` and the listing (source, counts,
+    problems) to ``listing.json``; returns the listing. Reads root, images and labels of
+    ``cfg``."""
     if (cfg.images is None) == (cfg.labels is None):
         raise ConfigError("give either --images (folder per class) or --labels (CSV path,label)")
-    if not 0 < cfg.val_fraction < 0.5 or not 0 < cfg.test_fraction < 0.5:
-        raise ConfigError(f"class fractions must be in (0, 0.5); got val={cfg.val_fraction}, test={cfg.test_fraction}")
     rows, problems = _read(cfg)
+    listing = {"source": str(cfg.images or cfg.labels), "problems": problems}
+    classes = sorted({row["label"] for row in rows})
+    if cfg.max_classes and len(classes) > cfg.max_classes:
+        # Only the kept classes' images are checked; the gather replays this draw (see there).
+        keep = set(_draw_classes(np.random.default_rng(cfg.seed), classes, cfg.max_classes))
+        rows = [row for row in rows if row["label"] in keep]
+        listing["capped_from"] = classes
+    listing["candidates"] = len(rows)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    write_manifest(({"n": n, **row} for n, row in enumerate(rows)), cfg.out_dir / CANDIDATES)
+    write_json_atomic(cfg.out_dir / LISTING, listing)
+    return listing
+
+
+def check_candidates(candidates: Path, cfg: FewshotValidateConfig, out: Path) -> tuple[int, int]:
+    """Step 2, over a chunk of candidates.jsonl (or all of it): decode each image below
+    ``cfg.root`` (:func:`check_image`) and take its md5 and dHash. Writes one line per
+    candidate, in order, to ``out``: ``{"n", "path", "label", "md5", "dhash"}``, or
+    ``{"n", "path", "label", "problem"}``. Returns (candidates, problems). Reads root of ``cfg``."""
+    from tqdm import tqdm
+
+    problems = 0
+
+    def checked() -> Iterator[dict]:
+        nonlocal problems
+        for number, row in enumerate(iter_manifest(candidates, "candidates file", allow_empty=True), start=1):
+            if not isinstance(row, dict) or not {"n", "path", "label"} <= row.keys():
+                raise InputFileError(candidates, f"line {number} is not a candidate (from 'validate --list-only')")
+            path = cfg.root / row["path"]
+            if not path.is_file():
+                problem = f"{row['path']}: file not found"
+            else:
+                _size, hashed, problem = check_image(path, row["path"])
+            if problem:
+                problems += 1
+                yield {**row, "problem": problem}
+                continue
+            yield {**row, "md5": file_digest(path), "dhash": hashed}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = write_manifest(tqdm(checked(), desc="validate", unit="img", disable=None), out)
+    return n, problems
+
+
+def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConfig) -> dict:
+    """Step 3: read the checked chunks (in any order; each must be there once) and the
+    listing; refuse label conflicts, settle near-duplicates by ``cfg.duplicates``, count
+    the classes and write validation_report.json; with no problem, split the classes
+    (base / novel) and the novel classes' images by group (support / query), and write
+    manifest.jsonl and dataset.json into ``cfg.out_dir``. Returns the dataset description.
+
+    Raises :class:`ValidationFailed` listing every problem of every step at once."""
+    _check_fractions(cfg)
+    listing = read_json(listing_path, "listing")
+    missing = {"source", "candidates", "problems"} - set(listing)
+    if missing:
+        raise InputFileError(
+            listing_path, f"not a listing of 'validate --list-only' (lacks {', '.join(sorted(missing))})"
+        )
+    problems = list(listing["problems"])
+    rows: list[dict] = []
     digests: dict[str, str] = {}
-    checked, hashes = [], []
-    for row in rows:
-        path = cfg.root / row["path"]
-        if not path.is_file():
-            problems.append(f"{row['path']}: file not found")
+    checked_ok, hashes = [], []
+    for found in checked_rows(checked, listing["candidates"]):
+        row = {"path": found["path"], "label": found["label"]}
+        rows.append(row)
+        if "problem" in found:
+            problems.append(found["problem"])
             continue
-        _size, hashed, problem = check_image(path, row["path"])
-        if problem:
-            problems.append(problem)
-            continue
-        row["md5"] = file_digest(path)
+        row["md5"] = found["md5"]
         if row["md5"] in digests and digests[row["md5"]] != row["label"]:
             problems.append(f"{row['path']}: same bytes as an image of class '{digests[row['md5']]}' (label conflict)")
         digests.setdefault(row["md5"], row["label"])
-        checked.append(row)
-        hashes.append(hashed)
-    dup_problems, warnings, dropped, merged = _duplicates(checked, hashes, cfg)
+        checked_ok.append(row)
+        hashes.append(found["dhash"])
+    if len(rows) != listing["candidates"]:
+        raise InputFileError(
+            listing_path,
+            f"lists {listing['candidates']} candidates; the checked files hold {len(rows)}: a chunk is missing",
+        )
+    dup_problems, warnings, dropped, merged = _duplicates(checked_ok, hashes, cfg)
     problems += dup_problems
     rows = [r for r in rows if id(r) not in dropped]
     counts: dict[str, int] = {}
@@ -121,17 +213,21 @@ def validate_fewshot(cfg: FewshotValidateConfig) -> dict:
         problems.append(f"only {len(classes)} classes; a class-disjoint split needs at least 10")
     report = {"rows": len(rows), "classes": len(classes), "problems": problems, "warnings": warnings}
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.out_dir / "validation_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(cfg.out_dir / "validation_report.json", report)
     for line in warnings[:5]:
         log.warning("%s", line)
     if len(warnings) > 5:
         log.warning("… %d more warnings in %s", len(warnings) - 5, cfg.out_dir / "validation_report.json")
     if problems:
-        raise ValidationFailed(cfg.images or cfg.labels, problems, cfg.out_dir / "validation_report.json")
+        raise ValidationFailed(listing["source"], problems, cfg.out_dir / "validation_report.json")
 
     rng = np.random.default_rng(cfg.seed)
-    if cfg.max_classes and len(classes) > cfg.max_classes:
-        classes = sorted(rng.choice(classes, cfg.max_classes, replace=False).tolist())
+    if "capped_from" in listing:
+        # the list step drew the kept classes from this generator; draw them again so the
+        # class split below is the one an uncapped listing would give
+        _draw_classes(rng, listing["capped_from"], len(classes))
+    elif cfg.max_classes and len(classes) > cfg.max_classes:
+        classes = _draw_classes(rng, classes, cfg.max_classes)
         rows = [r for r in rows if r["label"] in set(classes)]
     order = rng.permutation(len(classes))
     n_test = max(2, round(cfg.test_fraction * len(classes)))
@@ -187,9 +283,19 @@ def validate_fewshot(cfg: FewshotValidateConfig) -> dict:
             "duplicates_dropped": len(dropped),
         },
     }
-    (cfg.out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2) + "\n")
+    write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     log.info("%d images, %d classes: %s", len(out), len(classes), dataset["classes_per_split"])
     return dataset
+
+
+def _draw_classes(rng: np.random.Generator, classes: list[str], n: int) -> list[str]:
+    """``n`` of ``classes`` (sorted), drawn with ``rng``: the ``--max-classes`` subset."""
+    return sorted(rng.choice(classes, n, replace=False).tolist())
+
+
+def _check_fractions(cfg: FewshotValidateConfig) -> None:
+    if not 0 < cfg.val_fraction < 0.5 or not 0 < cfg.test_fraction < 0.5:
+        raise ConfigError(f"class fractions must be in (0, 0.5); got val={cfg.val_fraction}, test={cfg.test_fraction}")
 
 
 def _duplicates(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from insectml.data.chunks import checked_rows
 from insectml.data.duplicates import equal_pairs, resolve
 from insectml.data.manifest import (
     content_version,
@@ -207,7 +208,7 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
     problems = list(listing["problems"])
     samples: dict[str, list] = {k: [] for k in _SAMPLE_KEYS}
     n = 0
-    for row in _checked_rows(checked, listing["candidates"]):
+    for row in checked_rows(checked, listing["candidates"]):
         n += 1
         if "problem" in row:
             problems.append(row["problem"])
@@ -271,30 +272,6 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
     dataset["split"].update(duplicates=cfg.duplicates, **dup_summary)
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     return dataset
-
-
-def _checked_rows(checked: Sequence[Path], expected: int) -> Iterator[dict]:
-    """The rows of the checked files in candidate order (files sorted by their first
-    row's number); a number out of sequence means a chunk given twice or one missing."""
-    firsts = []
-    for path in checked:
-        first = next(iter_manifest(path, "checked file", allow_empty=True), None)
-        if first is not None:
-            if not isinstance(first, dict) or "n" not in first:
-                raise InputFileError(path, "not a checked file (from 'validate --check')")
-            firsts.append((first["n"], str(path), path))
-    n = 0
-    for _, _, path in sorted(firsts):
-        for number, row in enumerate(iter_manifest(path, "checked file"), start=1):
-            if not isinstance(row, dict) or row.get("n") != n:
-                found = row.get("n") if isinstance(row, dict) else None
-                raise InputFileError(
-                    path,
-                    f"line {number} is candidate {found}, expected {n}: a chunk of the {expected} candidates is "
-                    "missing or given twice",
-                )
-            n += 1
-            yield row
 
 
 def _duplicates(samples: dict[str, list], policy: str) -> tuple[list[bool], list[str], list[str], dict[str, int]]:

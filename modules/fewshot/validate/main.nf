@@ -3,7 +3,7 @@ process FEWSHOT_VALIDATE {
     label 'process_single'
 
     input:
-    tuple val(meta), path(data, stageAs: 'data')
+    tuple val(meta), path(listing), path(checked, stageAs: 'checked_*.jsonl')
 
     output:
     tuple val(meta), path('manifest.jsonl'), path('dataset.json'), emit: manifest
@@ -17,7 +17,8 @@ process FEWSHOT_VALIDATE {
     def args = task.ext.args ?: ''
     """
     insectml fewshot validate \\
-        --root ${data} \\
+        --gather ${checked} \\
+        --listing ${listing} \\
         --seed ${meta.seed} \\
         --out . \\
         ${args}
