@@ -1,12 +1,34 @@
-"""Gathering the chunks of a scattered step: the rows of every checked chunk, in order."""
+"""Validation as three steps that a pipeline scatters over tasks — list the candidates,
+check them in chunks, gather — shared by the families: the step files' names, the rows of
+every checked chunk in order, and the three steps in one process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from insectml.data.manifest import iter_manifest
 from insectml.errors import InputFileError
+
+# Files of the three validation steps.
+CANDIDATES = "candidates.jsonl"
+LISTING = "listing.json"
+CHECKED = "checked.jsonl"
+
+
+def in_one_process(cfg, list_candidates: Callable, check_candidates: Callable, gather: Callable) -> dict:
+    """A family's ``list_candidates(cfg)``, ``check_candidates(candidates, cfg, out)`` and
+    ``gather(listing, [checked], cfg)`` in one process, through a temporary folder inside
+    ``cfg.out_dir``, so the files written are byte-identical to those of the steps run as
+    chunks over several tasks. Returns what ``gather`` returns."""
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".validate-", dir=cfg.out_dir) as tmp:
+        work = Path(tmp)
+        list_candidates(replace(cfg, out_dir=work))
+        check_candidates(work / CANDIDATES, cfg, work / CHECKED)
+        return gather(work / LISTING, [work / CHECKED], cfg)
 
 
 def checked_rows(checked: Sequence[Path], expected: int) -> Iterator[dict]:

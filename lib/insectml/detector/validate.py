@@ -20,15 +20,14 @@ splits. :func:`validate_detection` runs the three in one process.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from insectml.data.chunks import checked_rows
+from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process  # noqa: F401 - the step files, for the CLI
 from insectml.data.duplicates import clusters, near_pairs, resolve
 from insectml.data.images import check_image
 from insectml.data.manifest import (
@@ -103,18 +102,9 @@ def validate_detection(cfg: DetectorValidateConfig) -> dict:
 
     Raises :class:`ValidationFailed` listing every problem (the report is written either way).
     """
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".validate-", dir=cfg.out_dir) as tmp:
-        work = Path(tmp)
-        list_candidates(replace(cfg, out_dir=work))
-        check_candidates(work / CANDIDATES, cfg, work / CHECKED)
-        return gather(work / LISTING, [work / CHECKED], cfg)
+    return in_one_process(cfg, list_candidates, check_candidates, gather)
 
 
-# Files of the three validation steps (see the module docstring).
-CANDIDATES = "candidates.jsonl"
-LISTING = "listing.json"
-CHECKED = "checked.jsonl"
 # The settings the list step uses and the gather step records in dataset.json: both must
 # have the same (a split recorded under another seed than the cap used would lie).
 _LISTED_SETTINGS = {"seed": "--seed"}

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import csv
 import logging
-import tempfile
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from insectml.data.chunks import checked_rows
+from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process  # noqa: F401 - the step files, for the CLI
 from insectml.data.duplicates import near_pairs, resolve
 from insectml.data.images import check_image
 from insectml.data.manifest import content_version, file_digest, iter_manifest, read_json, write_manifest
@@ -89,18 +88,7 @@ def validate_fewshot(cfg: FewshotValidateConfig) -> dict:
     :func:`list_candidates`, :func:`check_candidates` and :func:`gather` in one process,
     so the files are byte-identical to those of the steps run as chunks over several tasks."""
     _check_fractions(cfg)  # before opening a single image
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".validate-", dir=cfg.out_dir) as tmp:
-        work = Path(tmp)
-        list_candidates(replace(cfg, out_dir=work))
-        check_candidates(work / CANDIDATES, cfg, work / CHECKED)
-        return gather(work / LISTING, [work / CHECKED], cfg)
-
-
-# Files of the three validation steps (see the module docstring).
-CANDIDATES = "candidates.jsonl"
-LISTING = "listing.json"
-CHECKED = "checked.jsonl"
+    return in_one_process(cfg, list_candidates, check_candidates, gather)
 
 
 def list_candidates(cfg: FewshotValidateConfig) -> dict:

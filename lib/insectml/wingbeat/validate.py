@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from insectml.data.chunks import checked_rows
+from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process  # noqa: F401 - the step files, for the CLI
 from insectml.data.duplicates import equal_pairs, resolve
 from insectml.data.manifest import (
     content_version,
@@ -62,10 +61,6 @@ class ValidateConfig:
     min_seconds: float = P.default("wingbeat_min_seconds")  # carried into the model, which refuses shorter input
 
 
-# Files of the three validation steps (see the module docstring).
-CANDIDATES = "candidates.jsonl"
-LISTING = "listing.json"
-CHECKED = "checked.jsonl"
 # The settings that the list step uses and the gather step records in dataset.json: both
 # must have the same (a split recorded under another seed than the cap used would lie).
 _LISTED_SETTINGS = {"group_by": "--group-by", "max_per_class": "--max-per-class", "seed": "--seed"}
@@ -80,12 +75,7 @@ def validate_and_split(cfg: ValidateConfig) -> dict:
     Raises :class:`ValidationFailed` listing every problem found; the report is
     written either way.
     """
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".validate-", dir=cfg.out_dir) as tmp:
-        work = Path(tmp)
-        list_candidates(replace(cfg, out_dir=work))
-        check_candidates(work / CANDIDATES, cfg, work / CHECKED)
-        return gather(work / LISTING, [work / CHECKED], cfg)
+    return in_one_process(cfg, list_candidates, check_candidates, gather)
 
 
 def list_candidates(cfg: ValidateConfig) -> dict:
