@@ -16,20 +16,9 @@ from insectml.fewshot import validate as fv
 from PIL import Image
 
 from tests.fixtures.exports import truncate_file, write_coco
+from tests.unit.test_chunks import cut
 
 OUTPUTS = ("manifest.jsonl", "dataset.json", "validation_report.json")
-
-
-def cut(path: Path, size: int, folder: Path) -> list[Path]:
-    """``path`` cut into files of ``size`` lines, as Nextflow's splitText(file: true) does."""
-    lines = path.read_text().splitlines(keepends=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    chunks = []
-    for i in range(0, len(lines), size):
-        chunk = folder / f"{path.stem}.{i // size + 1}{path.suffix}"
-        chunk.write_text("".join(lines[i : i + size]))
-        chunks.append(chunk)
-    return chunks
 
 
 def in_chunks(module, cfg, size: int) -> dict:

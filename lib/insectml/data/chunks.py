@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from insectml.data.manifest import iter_manifest
-from insectml.errors import InputFileError
+from insectml.data.manifest import iter_manifest, read_json
+from insectml.errors import ConfigError, InputFileError
 
 # Files of the three validation steps.
 CANDIDATES = "candidates.jsonl"
@@ -29,6 +29,23 @@ def in_one_process(cfg, list_candidates: Callable, check_candidates: Callable, g
         list_candidates(replace(cfg, out_dir=work))
         check_candidates(work / CANDIDATES, cfg, work / CHECKED)
         return gather(work / LISTING, [work / CHECKED], cfg)
+
+
+def read_listing(path: Path, keys: set[str], cfg, settings: dict[str, str]) -> dict:
+    """The listing.json of a list step, with ``keys`` and ``settings``; each setting (a
+    ``cfg`` field → its flag) must equal ``cfg``'s, since the gather records it as what the
+    list step used (a split recorded under another seed than the cap used would lie)."""
+    listing = read_json(path, "listing")
+    missing = (keys | {"settings"}) - set(listing)
+    if missing:
+        raise InputFileError(path, f"not a listing of 'validate --list-only' (lacks {', '.join(sorted(missing))})")
+    for key, flag in settings.items():
+        if listing["settings"].get(key) != getattr(cfg, key):
+            raise ConfigError(
+                f"{flag} {getattr(cfg, key)}: the candidates were listed with {listing['settings'].get(key)} "
+                f"({path}); give every step the same settings"
+            )
+    return listing
 
 
 def checked_rows(checked: Sequence[Path], expected: int) -> Iterator[dict]:

@@ -27,14 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process  # noqa: F401 - the step files, for the CLI
+from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process, read_listing  # noqa: F401 - the step files, for the CLI
 from insectml.data.duplicates import clusters, near_pairs, resolve
 from insectml.data.images import check_image
 from insectml.data.manifest import (
     content_version,
     file_digest,
     iter_manifest,
-    read_json,
     split_counts,
     write_manifest,
 )
@@ -42,7 +41,7 @@ from insectml.data.split import grouped_split
 from insectml.detector.family import PARAMS as P
 from insectml.detector.formats import locate_labels, read_boxes
 from insectml.detector.supervisely_io import ImageRecord, read_species_folders
-from insectml.errors import ConfigError, InputFileError, ValidationFailed
+from insectml.errors import InputFileError, ValidationFailed
 from insectml.fileio import write_json_atomic
 from insectml.runparams import GENERAL
 
@@ -218,18 +217,9 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: DetectorValidateCon
 
     Raises :class:`ValidationFailed` listing every problem of every step at once.
     """
-    listing = read_json(listing_path, "listing")
-    missing = {"source", "images", "candidates", "classes", "problems", "warnings", "settings"} - set(listing)
-    if missing:
-        raise InputFileError(
-            listing_path, f"not a listing of 'validate --list-only' (lacks {', '.join(sorted(missing))})"
-        )
-    for key, flag in _LISTED_SETTINGS.items():
-        if listing["settings"].get(key) != getattr(cfg, key):
-            raise ConfigError(
-                f"{flag} {getattr(cfg, key)}: the candidates were listed with {listing['settings'].get(key)} "
-                f"({listing_path}); give every step the same settings"
-            )
+    listing = read_listing(
+        listing_path, {"source", "images", "candidates", "classes", "problems", "warnings"}, cfg, _LISTED_SETTINGS
+    )
     classes = listing["classes"]
     problems: list[str] = list(listing["problems"])
     warnings: list[str] = list(listing["warnings"])

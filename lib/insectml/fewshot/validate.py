@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process  # noqa: F401 - the step files, for the CLI
+from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process, read_listing  # noqa: F401 - the step files, for the CLI
 from insectml.data.duplicates import near_pairs, resolve
 from insectml.data.images import check_image
-from insectml.data.manifest import content_version, file_digest, iter_manifest, read_json, write_manifest
+from insectml.data.manifest import content_version, file_digest, iter_manifest, write_manifest
 from insectml.errors import ConfigError, InputFileError, ValidationFailed
 from insectml.fewshot.family import PARAMS as P
 from insectml.fileio import write_json_atomic
@@ -91,6 +91,12 @@ def validate_fewshot(cfg: FewshotValidateConfig) -> dict:
     return in_one_process(cfg, list_candidates, check_candidates, gather)
 
 
+# The setting the list step draws the --max-classes subset with and the gather replays
+# the draw with: both must have the same. (A listing of every class may still be capped
+# by the gather itself.)
+_LISTED_SETTINGS = {"seed": "--seed"}
+
+
 def list_candidates(cfg: FewshotValidateConfig) -> dict:
     """Step 1: read the class folders or the CSV without opening an image; write the rows,
     numbered from 0, to ``cfg.out_dir/candidates.jsonl`` and the listing (source, counts,
@@ -99,7 +105,11 @@ def list_candidates(cfg: FewshotValidateConfig) -> dict:
     if (cfg.images is None) == (cfg.labels is None):
         raise ConfigError("give either --images (folder per class) or --labels (CSV path,label)")
     rows, problems = _read(cfg)
-    listing = {"source": str(cfg.images or cfg.labels), "problems": problems}
+    listing = {
+        "source": str(cfg.images or cfg.labels),
+        "problems": problems,
+        "settings": {k: getattr(cfg, k) for k in _LISTED_SETTINGS},
+    }
     classes = sorted({row["label"] for row in rows})
     if cfg.max_classes and len(classes) > cfg.max_classes:
         # Only the kept classes' images are checked; the gather replays this draw (see there).
@@ -152,12 +162,7 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConf
 
     Raises :class:`ValidationFailed` listing every problem of every step at once."""
     _check_fractions(cfg)
-    listing = read_json(listing_path, "listing")
-    missing = {"source", "candidates", "problems"} - set(listing)
-    if missing:
-        raise InputFileError(
-            listing_path, f"not a listing of 'validate --list-only' (lacks {', '.join(sorted(missing))})"
-        )
+    listing = read_listing(listing_path, {"source", "candidates", "problems"}, cfg, _LISTED_SETTINGS)
     problems = list(listing["problems"])
     rows: list[dict] = []
     digests: dict[str, str] = {}

@@ -23,18 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process  # noqa: F401 - the step files, for the CLI
+from insectml.data.chunks import CANDIDATES, CHECKED, LISTING, checked_rows, in_one_process, read_listing  # noqa: F401 - the step files, for the CLI
 from insectml.data.duplicates import equal_pairs, resolve
 from insectml.data.manifest import (
     content_version,
     file_digest,
     iter_manifest,
-    read_json,
     split_counts,
     write_manifest,
 )
 from insectml.data.split import grouped_split
-from insectml.errors import ConfigError, InputFileError, ValidationFailed
+from insectml.errors import InputFileError, ValidationFailed
 from insectml.fileio import write_json_atomic
 from insectml.runparams import GENERAL
 from insectml.wingbeat.audio import decode_wav
@@ -182,18 +181,7 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
 
     Raises :class:`ValidationFailed` listing every problem of every step at once.
     """
-    listing = read_json(listing_path, "listing")
-    missing = {"labels", "rows", "candidates", "classes", "problems", "settings"} - set(listing)
-    if missing:
-        raise InputFileError(
-            listing_path, f"not a listing of 'validate --list-only' (lacks {', '.join(sorted(missing))})"
-        )
-    for key, flag in _LISTED_SETTINGS.items():
-        if listing["settings"].get(key) != getattr(cfg, key):
-            raise ConfigError(
-                f"{flag} {getattr(cfg, key)}: the candidates were listed with {listing['settings'].get(key)} "
-                f"({listing_path}); give every step the same settings"
-            )
+    listing = read_listing(listing_path, {"labels", "rows", "candidates", "classes", "problems"}, cfg, _LISTED_SETTINGS)
     source = listing["labels"]
     problems = list(listing["problems"])
     samples: dict[str, list] = {k: [] for k in _SAMPLE_KEYS}
