@@ -111,8 +111,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = steps.add_parser(
         "evaluate",
-        help="COCO mAP, per-class AP, confusion matrix at IoU 0.5, prediction grid",
-        description="Score a detector on one split: metrics.json, confusion_matrix.png, predictions.png.",
+        help="COCO mAP with 95% intervals, per-class AP, confusion matrix at IoU 0.5, prediction grid",
+        description="Score a detector on one split: metrics.json (mAP with image-bootstrap 95% intervals), "
+        "confusion_matrix.png, predictions.png, report.html.",
     )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     add_manifest_args(p)

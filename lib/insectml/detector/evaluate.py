@@ -1,5 +1,6 @@
-"""Evaluate a detector on a split: COCO mAP, per-class AP, precision-recall curves,
-a confusion matrix at IoU 0.5 with a background row/column, and a grid of predictions."""
+"""Evaluate a detector on a split: COCO mAP with image-bootstrap 95% intervals,
+per-class AP, a confusion matrix at IoU 0.5 with a background row/column, a grid of
+predictions, and report.html."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import torch
 
 from insectml.data.manifest import read_json, read_manifest
 from insectml.detector.data import DetectionSet
-from insectml.detector.metrics import mean_average_precision, predict
+from insectml.detector.metrics import map_bootstrap_ci, mean_average_precision, predict
 from insectml.detector.models import create_detector
 from insectml.errors import ConfigError, InputFileError
+from insectml.fileio import write_json_atomic
 
 
 def load_detector(model_dir: Path):
@@ -61,6 +63,7 @@ def evaluate_detector(
     model_dir: Path, manifest: Path, dataset_json: Path, root: Path, out_dir: Path, split: str = "test"
 ) -> dict:
     from insectml.metrics import plot_confusion
+    from insectml.report import write_report
 
     model, classes, config = load_detector(model_dir)
     dataset = read_json(dataset_json, "dataset description")
@@ -73,6 +76,7 @@ def evaluate_detector(
     with torch.no_grad():
         preds, targets = predict(model, data, torch.device("cpu"))
     result = mean_average_precision(preds, targets, classes)
+    ci = map_bootstrap_ci(preds, targets, classes)
     matrix = confusion_at_iou(preds, targets, len(classes))
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {
@@ -81,18 +85,46 @@ def evaluate_detector(
         "split": split,
         "n_images": len(rows),
         **result,
+        **{f"{key}_{end}": ci[key][end] for key in ("map", "map_50") for end in ("low", "high")},
+        "ci": ci,
         "confusion_matrix_iou50": matrix.tolist(),
         "confusion_labels": [*classes, "background"],
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    plot_confusion(
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    confusion = plot_confusion(
         matrix.tolist(),
         [*classes, "background"],
         out_dir / "confusion_matrix.png",
         f"{config['model']} — {split}, IoU 0.5, score ≥ 0.5",
     )
-    _plot_grid(rows[:12], root, preds[:12], classes, out_dir / "predictions.png")
+    grid = _plot_grid(rows[:12], root, preds[:12], classes, out_dir / "predictions.png")
+    lineage_path = model_dir / "lineage.json"
+    write_report(
+        out_dir / "report.html",
+        title=f"detector — {config['model']}",
+        headline=_headline(metrics),
+        per_class={name: {"AP@[.5:.95]": ap} for name, ap in result["ap_per_class"].items()},
+        images=[confusion, grid],
+        lineage=json.loads(lineage_path.read_text()) if lineage_path.is_file() else {},
+    )
     return metrics
+
+
+def _headline(metrics: dict) -> dict[str, object]:
+    """The report's headline: mAP figures with their bootstrap intervals."""
+    ci = metrics["ci"]
+
+    def with_interval(key: str) -> str:
+        return f"{metrics[key]:.3f} [{ci[key]['low']:.3f}, {ci[key]['high']:.3f}]"
+
+    level = f"{ci['level']:.0%}"
+    return {
+        f"mAP@[.5:.95] [{level} CI]": with_interval("map"),
+        f"mAP@.5 [{level} CI]": with_interval("map_50"),
+        "mAP@.75": metrics["map_75"],
+        f"{metrics['split']} images": metrics["n_images"],
+        "interval": f"percentile bootstrap over images, {ci['n_boot']} resamples",
+    }
 
 
 def _plot_grid(rows, root: Path, preds, classes, path: Path) -> Path:
