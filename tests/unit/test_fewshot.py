@@ -207,3 +207,99 @@ def test_csv_manifest_input_and_its_errors(tiny_fewshot, tmp_path):
         validate_fewshot(FewshotValidateConfig(root=tiny_fewshot, out_dir=tmp_path / "bad", labels=broken))
     text = "\n".join(info.value.problems)
     assert "images/nope.png: file not found" in text and "broken.csv:3: empty label" in text
+
+
+def _plain_images(folder, colours):
+    from PIL import Image
+
+    rows = []
+    for i, colour in enumerate(colours):
+        Image.new("RGB", (24, 20), colour).save(folder / f"{i}.png")
+        rows.append({"path": f"{i}.png", "label": str(i)})
+    return rows
+
+
+def test_colour_histogram_rows_are_unit_and_deterministic(tmp_path):
+    import torch
+    from insectml.fewshot.data import ImageSet
+    from insectml.fewshot.embed import ColourHistogram, embed
+    from PIL import Image
+
+    rows = _plain_images(tmp_path, [(10, 200, 30), (250, 5, 90)])
+    noise = np.random.default_rng(0).integers(0, 256, size=(20, 24, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    images = ImageSet([*rows, {"path": "noise.png", "label": "n"}], tmp_path, [], 16, False)
+    first = embed(ColourHistogram(), images, torch.device("cpu"))
+    assert first.shape == (3, 512) and np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-6)
+    assert np.array_equal(first, embed(ColourHistogram(), images, torch.device("cpu")))
+
+
+def test_colour_histogram_puts_a_plain_colour_in_its_bin(tmp_path):
+    import torch
+    from insectml.fewshot.data import ImageSet
+    from insectml.fewshot.embed import ColourHistogram, embed
+
+    rows = _plain_images(tmp_path, [(10, 200, 30), (250, 5, 90)])
+    emb = embed(ColourHistogram(), ImageSet(rows, tmp_path, [], 16, False), torch.device("cpu"))
+    green, pink = np.zeros(512), np.zeros(512)
+    green[(0 * 8 + 6) * 8 + 0] = pink[(7 * 8 + 0) * 8 + 2] = 1.0  # bins of 32 levels per channel
+    assert np.array_equal(emb, np.stack([green, pink]).astype(np.float32))
+
+
+def test_paired_difference_of_a_model_with_itself_is_zero():
+    from insectml.fewshot.embed import episode_scores
+    from insectml.fewshot.evaluate import paired_difference
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(60, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = [str(i % 10) for i in range(60)]
+    accs = episode_scores(emb, labels, way=5, shot=1, episodes=40, seed=3)
+    assert accs.std() > 0  # the episodes differ, so a zero width comes from the pairing
+    again = episode_scores(emb.copy(), labels, way=5, shot=1, episodes=40, seed=3)
+    assert paired_difference(accs, again) == {"difference": 0.0, "low": 0.0, "high": 0.0}
+
+
+@pytest.fixture(scope="module")
+def untrained_evaluation(tiny_fewshot, tmp_path_factory):
+    """evaluate_fewshot on a model that is the random_init baseline itself (same seed)."""
+    import torch
+    from insectml.fewshot.evaluate import evaluate_fewshot
+    from insectml.fewshot.model import create_embedder
+
+    work = tmp_path_factory.mktemp("fs_eval")
+    validate_fewshot(FewshotValidateConfig(root=tiny_fewshot, out_dir=work / "v", images=tiny_fewshot / "images"))
+    (work / "m").mkdir()
+    torch.manual_seed(5)
+    torch.save(create_embedder("resnet10t", 16).state_dict(), work / "m" / "weights.pt")
+    config = {"backbone": "resnet10t", "dim": 16, "image_size": 32, "loss": "proto"}
+    (work / "m" / "config.json").write_text(json.dumps(config))
+    v = work / "v"
+    evaluate_fewshot(
+        work / "m", v / "manifest.jsonl", v / "dataset.json", tiny_fewshot, work / "e", episodes=10, seed=5
+    )
+    return work / "e"
+
+
+@needs_pictures
+def test_baselines_are_scored_by_the_same_code_on_the_same_episodes(untrained_evaluation):
+    metrics = json.loads((untrained_evaluation / "metrics.json").read_text())
+    assert set(metrics["baselines"]) == {"colour_histogram", "random_init"}
+    model = {k: metrics[k] for k in ("top1", "top5", "episodes_5way_1shot", "episodes_5way_5shot")}
+    assert metrics["baselines"]["random_init"] == model  # the model is its own random init
+
+
+@needs_pictures
+def test_report_opens_with_the_verdict(untrained_evaluation):
+    import html
+
+    from insectml.fewshot.evaluate import verdict_sentence
+
+    verdict = json.loads((untrained_evaluation / "metrics.json").read_text())["verdict"]
+    assert verdict["beats_baseline"] == (verdict["low"] > 0) and verdict["baseline"] in (
+        "colour_histogram",
+        "random_init",
+    )
+    report = (untrained_evaluation / "report.html").read_text()
+    first_row = report.split("<table class='headline'><tr>", 1)[1].split("</tr>", 1)[0]
+    assert first_row == f"<th>verdict</th><td>{html.escape(verdict_sentence(verdict))}</td>"

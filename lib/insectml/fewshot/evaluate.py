@@ -1,11 +1,14 @@
 """Evaluate an embedder on novel classes it never saw: nearest-prototype top-1/top-5,
-5-way 1-shot and 5-shot episodes with 95 % intervals, open-set AUROC and the calibrated
-"unknown" threshold, clustering (NMI/ARI, cluster → suggested class table), a 2-D map,
+5-way 1-shot and 5-shot episodes with 95 % intervals, the same scores for two baselines
+(a colour histogram and the same network untrained) on the same episodes and a verdict
+on whether the model beats the better one, open-set AUROC and the calibrated "unknown"
+threshold, clustering (NMI/ARI, cluster → suggested class table), a 2-D map,
 metrics.json and report.html. Writes the serving gallery too."""
 
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -15,8 +18,10 @@ import torch
 from insectml.data.manifest import read_json, read_manifest
 from insectml.errors import ConfigError
 from insectml.fewshot.data import ImageSet
-from insectml.fewshot.embed import embed, episode_accuracy, load_embedder
+from insectml.fewshot.embed import ColourHistogram, embed, episode_scores, episode_summary, load_embedder
 from insectml.fewshot.gallery import Gallery, calibrate_threshold
+from insectml.fewshot.model import create_embedder
+from insectml.fileio import open_atomic, write_json_atomic
 from insectml.sweep import table_html as sweep_html
 
 
@@ -53,7 +58,7 @@ def _clusters(emb: np.ndarray, labels: list[str], out_dir: Path) -> dict:
             "clusters": int(len(set(assign) - {-1})),
             "noise": int((assign == -1).sum()),
         }
-        with (out_dir / f"clusters_{name}.csv").open("w", newline="", encoding="utf-8") as fh:
+        with open_atomic(out_dir / f"clusters_{name}.csv") as fh:
             writer = csv.writer(fh)
             writer.writerow(["cluster", "size", "suggested_class", "purity", "members"])
             for c in sorted(set(assign)):
@@ -109,6 +114,104 @@ def _map_plot(emb: np.ndarray, labels: list[str], path: Path, seed: int, method:
     return path
 
 
+# shots of the 5-way episodes each embedding is scored on, by metric name; the verdict
+# uses the last one the test classes allow
+EPISODE_SHOTS = {"episodes_5way_1shot": 1, "episodes_5way_5shot": 5}
+BASELINES = {"colour_histogram": "colour histogram", "random_init": "random init"}  # name → what the report says
+
+
+def _score(emb: np.ndarray, rows: list[dict], episodes: int, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """Top-1/top-5 of the nearest prototype (from the support images) over every class of
+    ``rows``, for their query images, and the 5-way episodes; with the per-episode
+    accuracies, which pair up across embeddings of the same rows scored with the same seed."""
+    labels = [r["label"] for r in rows]
+    support = [i for i, r in enumerate(rows) if r["subset"] == "support"]
+    query = [i for i, r in enumerate(rows) if r["subset"] == "query"]
+    gallery = Gallery.from_embeddings(emb[support], [labels[i] for i in support])
+    top, _ = gallery.classify(emb[query], k=5)
+    truth = np.asarray([gallery.classes.index(labels[i]) for i in query])
+    per_episode = {name: episode_scores(emb, labels, 5, shot, episodes, seed) for name, shot in EPISODE_SHOTS.items()}
+    scores = {
+        "top1": float((top[:, 0] == truth).mean()),
+        "top5": float((top == truth[:, None]).any(1).mean()),
+        **{name: episode_summary(per_episode[name], labels, EPISODE_SHOTS[name]) for name in EPISODE_SHOTS},
+    }
+    return scores, per_episode
+
+
+def _baseline_embeddings(config: dict, images: ImageSet, seed: int, device: torch.device) -> dict[str, np.ndarray]:
+    """The test images embedded by each baseline: an RGB histogram, and the model's
+    architecture with its random initialisation (seeded; the caller's torch RNG is kept)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        untrained = create_embedder(config["backbone"], config["dim"])
+    return {
+        "colour_histogram": embed(ColourHistogram(), images, device),
+        "random_init": embed(untrained, images, device),
+    }
+
+
+def paired_difference(model: np.ndarray, baseline: np.ndarray) -> dict:
+    """Mean of the per-episode differences model − baseline (same episodes) with its 95 %
+    interval (± 1.96 σ/√n): ``difference``, ``low``, ``high``."""
+    diff = model - baseline
+    half = float(1.96 * diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    mean = float(diff.mean())
+    return {"difference": mean, "low": mean - half, "high": mean + half}
+
+
+def _verdict(per_episode: dict[str, dict[str, np.ndarray]], scores: dict[str, dict]) -> dict | None:
+    """Whether the model beats the better baseline on the most-shot episodes the test
+    classes allow: the lower end of the paired difference's 95 % interval is above 0.
+    None when too few test classes for any 5-way episode."""
+    metric = next((m for m in reversed(EPISODE_SHOTS) if len(per_episode["model"][m])), None)
+    if metric is None:
+        return None
+    best = max(BASELINES, key=lambda b: scores[b][metric]["mean"])
+    diff = paired_difference(per_episode["model"][metric], per_episode[best][metric])
+    return {
+        "metric": metric,
+        "baseline": best,
+        **diff,
+        "episodes": len(per_episode["model"][metric]),
+        "beats_baseline": diff["low"] > 0,
+    }
+
+
+def verdict_sentence(verdict: dict | None) -> str:
+    """The report's first line: does the model beat the better baseline, by how much."""
+    if verdict is None:
+        return "No verdict: fewer than 5 test classes have 2 or more images, so there are no 5-way episodes"
+    shots = f"5-way {EPISODE_SHOTS[verdict['metric']]}-shot"
+    span = f"{verdict['difference']:+.3f} [{verdict['low']:.3f}, {verdict['high']:.3f}]".replace("-", "−")
+    name = BASELINES[verdict["baseline"]]
+    if verdict["beats_baseline"]:
+        return f"Beats the best baseline ({name}) on {shots} by {span}"
+    return f"Does NOT beat the best baseline ({name}) on {shots}: {span}"
+
+
+def _episode_cell(result: dict) -> str:
+    return f"{result['mean']:.4f} ± {result['ci95']:.4f}" if result["mean"] is not None else "—"
+
+
+def _baseline_table(model_name: str, scores: dict[str, dict], episodes: int, seed: int) -> str:
+    """HTML: the model and each baseline × top-1, top-5 and the 5-way episodes."""
+    head = "".join(
+        f"<th>{h}</th>" for h in ("", "top-1", "top-5", *(f"5-way {k}-shot ± 95 % CI" for k in EPISODE_SHOTS.values()))
+    )
+    body = ""
+    for key, name in {"model": model_name, **BASELINES}.items():
+        s = scores[key]
+        cells = [f"{s['top1']:.4f}", f"{s['top5']:.4f}", *(_episode_cell(s[m]) for m in EPISODE_SHOTS)]
+        body += f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+    return (
+        "<h2>Baselines</h2><p>The same test images, nearest prototypes and episodes "
+        f"({episodes} episodes each, seed {seed}) for an 8×8×8 RGB histogram (Hellinger) and for "
+        "the model's network with random weights.</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+    )
+
+
 def evaluate_fewshot(
     model_dir: Path,
     manifest: Path,
@@ -132,19 +235,17 @@ def evaluate_fewshot(
         raise ConfigError(f"{manifest}: needs novel classes in the val and test splits")
     device = torch.device("cpu")
     size = config["image_size"]
-    emb_test = embed(model, ImageSet(test, root, [], size, False), device)
+    test_images = ImageSet(test, root, [], size, False)
+    emb_test = embed(model, test_images, device)
     emb_val = embed(model, ImageSet(val, root, [], size, False), device)
     labels = [r["label"] for r in test]
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    # nearest prototype over every novel test class
-    support = [i for i, r in enumerate(test) if r["subset"] == "support"]
-    query = [i for i, r in enumerate(test) if r["subset"] == "query"]
-    gallery = Gallery.from_embeddings(emb_test[support], [labels[i] for i in support])
-    top, _ = gallery.classify(emb_test[query], k=5)
-    truth = np.asarray([gallery.classes.index(labels[i]) for i in query])
-    top1 = float((top[:, 0] == truth).mean())
-    top5 = float((top == truth[:, None]).any(1).mean())
+    # the model and the baselines, scored by the same code on the same queries and episodes
+    embeddings = {"model": emb_test, **_baseline_embeddings(config, test_images, seed, device)}
+    scored = {name: _score(emb, test, episodes, seed) for name, emb in embeddings.items()}
+    scores = {name: s for name, (s, _) in scored.items()}
+    verdict = _verdict({name: p for name, (_, p) in scored.items()}, scores)
 
     # open set: threshold calibrated on validation classes, AUROC and accuracy on test
     val_known, val_unknown, _ = _open_set(emb_val, val, seed)
@@ -162,23 +263,23 @@ def evaluate_fewshot(
         "loss": config["loss"],
         "split": "test",
         "dataset_version": dataset.get("version"),
-        "novel_classes": len(gallery.classes),
-        "n_queries": len(query),
-        "top1": top1,
-        "top5": top5,
-        "episodes_5way_1shot": episode_accuracy(emb_test, labels, 5, 1, episodes, seed),
-        "episodes_5way_5shot": episode_accuracy(emb_test, labels, 5, 5, episodes, seed),
+        "novel_classes": len({r["label"] for r in test if r["subset"] == "support"}),
+        "n_queries": sum(r["subset"] == "query" for r in test),
+        **scores["model"],
+        "baselines": {name: scores[name] for name in BASELINES},
+        "verdict": verdict,
         "open_set": open_set,
         "clustering": _clusters(emb_test, labels, out_dir),
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(out_dir / "metrics.json", metrics)
     plot = _map_plot(emb_test, labels, out_dir / "embedding_map.png", seed, embedding_map)
     lineage = json.loads((model_dir / "lineage.json").read_text()) if (model_dir / "lineage.json").is_file() else {}
     one, five = metrics["episodes_5way_1shot"], metrics["episodes_5way_5shot"]
     headline = {
+        "verdict": verdict_sentence(verdict),
         "novel test classes": metrics["novel_classes"],
-        "top-1 (nearest prototype, all novel classes)": top1,
-        "top-5": top5,
+        "top-1 (nearest prototype, all novel classes)": metrics["top1"],
+        "top-5": metrics["top5"],
         "5-way 1-shot": f"{one['mean']:.4f} ± {one['ci95']:.4f} ({one['episodes']} episodes)"
         if one["mean"] is not None
         else "—",
@@ -199,7 +300,8 @@ def evaluate_fewshot(
         per_class={},
         images=[plot, *([sweep.parent / "sweep.png"] if sweep and (sweep.parent / "sweep.png").is_file() else [])],
         lineage=lineage,
-        extra=sweep_html(json.loads(sweep.read_text())) if sweep else "",
+        extra=_baseline_table(f"model ({config['backbone']}, {config['loss']} loss)", scores, episodes, seed)
+        + (sweep_html(json.loads(sweep.read_text())) if sweep else ""),
     )
     return metrics
 
