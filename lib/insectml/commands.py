@@ -16,14 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = data_sub.add_parser(
         "demo",
         help="write the bundled demo data (deterministic)",
-        description="Write the demo datasets into OUT (wingbeat: OUT/wingbeat). The same seed always "
-        "produces byte-identical files, so DVC tracks one version.",
+        description="Write the demo datasets into OUT (wingbeat: OUT/wingbeat, and the hard wingbeat set "
+        "OUT/wingbeat_hard). The same seed always produces byte-identical files, so DVC tracks one version.",
     )
     p.add_argument("--out", type=Path, default=Path("data"), help="data folder (default: data)")
     names = ",".join(FAMILIES)
     p.add_argument("--families", default=names, help=f"which demo sets to write, comma-separated (default: {names})")
     for family in FAMILIES.values():
         add_option(p, family.demo_size, metavar="N")
+        for demo in family.more_demos:
+            add_option(p, demo.size, metavar="N", type=_count)
     p.add_argument("--seed", type=int, default=20240601, help="generator seed (default: 20240601)")
     p.set_defaults(func=_demo)
 
@@ -84,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_results)
 
 
+def _count(value: str) -> int:
+    """argparse type: a whole number, 0 or more."""
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value}: not a whole number >= 0")
+    return int(value)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from insectml.errors import ConfigError
 
@@ -94,6 +103,9 @@ def _demo(args: argparse.Namespace) -> int:
     for family in FAMILIES.values():
         if family.name in families:
             family.demo(args.out / family.name, getattr(args, family.demo_size.dest), args.seed)
+            for demo in family.more_demos:
+                if getattr(args, demo.size.dest):
+                    demo.write(args.out / demo.folder, getattr(args, demo.size.dest), args.seed)
     print(args.out)
     return 0
 

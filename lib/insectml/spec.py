@@ -150,6 +150,16 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Demo:
+    """A further demo set of a family, beside its main one: ``write(out_dir, size, seed)``
+    writes it into ``OUT/<folder>``; a size of 0 skips it."""
+
+    folder: str
+    write: Callable
+    size: Param  # what its size means ('insectml data demo --<flag>')
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family, as the CLI, sweeps, releases and the schema see it."""
 
@@ -165,6 +175,7 @@ class Family:
     cli: str  # module whose register(subparsers) adds 'insectml <name> …'
     demo: Callable  # writes the demo data: demo(out_dir, size, seed), importing its writer lazily
     demo_size: Param  # what the demo's size means ('insectml data demo --<flag>')
+    more_demos: tuple[Demo, ...] = ()  # further demo sets 'insectml data demo' writes
     members: tuple[str, ...] = ()  # families that train several models side by side name them
     trains: str = "train"  # the step a sweep fans out
 
