@@ -22,6 +22,7 @@ SLURM_ACCOUNT ?=
 MODEL         ?= $(TASK)
 RESULTS       ?= $(OUTDIR)/$(MODEL)
 STAGE         ?=
+ALLOW_BELOW_BASELINE ?=
 STORE         ?= $(or $(INSECTML_MODEL_STORE),model-store)
 MMS           ?= http://127.0.0.1:$(MGMT_PORT)
 MMS_INFERENCE ?= http://127.0.0.1:$(PORT)
@@ -91,8 +92,9 @@ train-cluster: setup data  ## nextflow run -profile slurm --task $(TASK) [--slur
 	nextflow run train_evaluate.nf -profile slurm --task $(TASK) --outdir $(OUTDIR) -resume \
 	  $(if $(SLURM_QUEUE),--slurm_queue $(SLURM_QUEUE)) $(if $(SLURM_ACCOUNT),--slurm_account $(SLURM_ACCOUNT)) $(NXF_ARGS)
 
-release: setup  ## insectml release $(RESULTS) --name $(MODEL) [--stage $(STAGE)] into $(STORE)
-	bin/insectml release $(RESULTS) --name $(MODEL) --store $(STORE) $(if $(STAGE),--stage $(STAGE))
+release: setup  ## insectml release $(RESULTS) --name $(MODEL) [--stage $(STAGE)] [--allow-below-baseline if ALLOW_BELOW_BASELINE is set] into $(STORE)
+	bin/insectml release $(RESULTS) --name $(MODEL) --store $(STORE) $(if $(STAGE),--stage $(STAGE)) \
+	  $(if $(ALLOW_BELOW_BASELINE),--allow-below-baseline)
 
 push-tags:  ## push release tags (name@vX.Y.Z, name#stage#N) to origin
 	git push origin --tags

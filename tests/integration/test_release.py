@@ -1,8 +1,9 @@
 """Release and deploy with a real git repository, GTO tags and a real Multi Model Server:
 two releases of one model (the second gated: refused when worse, tagged when better), a
 deployment that replaces the served version, a broken archive that rolls back, and
---rollback. The candidates are the -profile test run's wingbeat results; the gate's
-"worse" and "better" candidates are copies with edited test metrics."""
+--rollback. The candidates are the -profile test run's wingbeat results with the verdict
+"beats the baseline" (whether the test run's model does is up to its tiny data); the gate's
+"worse", "below the baseline" and "better" candidates are copies with edited metrics."""
 
 from __future__ import annotations
 
@@ -30,9 +31,23 @@ def commit(repo: Path, text: str) -> None:
     git(repo, "commit", "-q", "-m", text)
 
 
-def candidate(results: Path, dest: Path, change: float = 0.0, extra_label: str | None = None) -> Path:
-    """A copy of a wingbeat results folder, its best model's test macro-F1 moved by ``change``."""
+def candidate(
+    results: Path, dest: Path, change: float = 0.0, extra_label: str | None = None, beats_baseline: bool = True
+) -> Path:
+    """A copy of a wingbeat results folder, its best model's test macro-F1 moved by ``change``,
+    the comparison's verdict set to ``beats_baseline``."""
     shutil.copytree(results, dest)
+    path = dest / "comparison" / "comparison.json"
+    comparison = json.loads(path.read_text())
+    difference = 0.1 if beats_baseline else -0.02
+    comparison["verdict"] |= {
+        "beats_baseline": beats_baseline,
+        "difference": difference,
+        "low": difference - 0.05,
+        "high": difference + 0.05,
+        "sentence": f"test verdict: {difference:+.2f}",
+    }
+    path.write_text(json.dumps(comparison))
     best = (dest / "comparison" / "best.txt").read_text().strip()
     path = dest / "evaluation" / best / "metrics.json"
     metrics = json.loads(path.read_text())
@@ -51,7 +66,8 @@ def project(nf_test_run, tmp_path_factory):
     git(repo, "config", "user.email", "ci@example.org")
     git(repo, "config", "user.name", "ci")
     commit(repo, "first")
-    return repo, repo.parent / f"{repo.name}-store", nf_test_run[0] / "results" / "wingbeat"
+    results = candidate(nf_test_run[0] / "results" / "wingbeat", repo.parent / f"{repo.name}-results")
+    return repo, repo.parent / f"{repo.name}-store", results
 
 
 def release(run_cli, repo: Path, store: Path, results: Path, *extra: str):
@@ -67,6 +83,9 @@ def released(project, run_cli, tmp_path_factory):
     commit(repo, "second")
     out["worse"] = release(run_cli, repo, store, candidate(results, tmp / "worse", -0.2))
     out["tags_after_worse"] = git(repo, "tag", "--list").split()
+    below = candidate(results, tmp / "below", +0.05, beats_baseline=False)
+    out["below"] = release(run_cli, repo, store, below)
+    out["tags_after_below"] = git(repo, "tag", "--list").split()
     out["relabelled"] = release(run_cli, repo, store, candidate(results, tmp / "relabelled", 0.0, "aedes_vexans"))
     out["better"] = release(run_cli, repo, store, candidate(results, tmp / "better", +0.05), "--stage", "production")
     (repo / "CHANGES").write_text("uncommitted")
@@ -89,6 +108,10 @@ def test_release_gate_and_tags(released, project, run_cli):
     assert worse.returncode == 2 and worse.stderr.count("\n") == 1 and "quality gate failed" in worse.stderr
     assert "wingbeat@v1.0.1" not in released["tags_after_worse"] and not (store / "wingbeat" / "v1.0.1").exists()
     assert released["relabelled"].returncode == 2 and "--major" in released["relabelled"].stderr
+    below = released["below"]
+    assert below.returncode == 2 and below.stderr.count("\n") == 1
+    assert "does not beat its baseline" in below.stderr and "--allow-below-baseline" in below.stderr
+    assert released["tags_after_below"] == released["tags_after_worse"]
 
     better = released["better"]
     assert better.returncode == 0, better.stderr

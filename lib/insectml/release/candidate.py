@@ -3,7 +3,8 @@
 ``results/<family>/`` holds everything: the archive served by MMS, the evaluation of the
 model it contains, and that model's lineage. Each family names its headline metrics (the
 first one decides minor vs patch releases) and its label set (a changed label set is a
-major release).
+major release). The evaluation also says whether the model beats its baseline (the
+verdict the gate checks) and, for wingbeat, how the model was chosen among several.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ class Candidate:
     headline: dict[str, float]
     labels: list[str]
     plots: list[Path] = field(default_factory=list)
+    # the evaluation's verdict against its baseline (``beats_baseline``, ``difference``,
+    # ``low``, ``high``, maybe ``sentence``); None when the family compares with none
+    verdict: dict | None = None
+    # how the model was chosen: wingbeat's ``selected_by``, ``model``, the CV summary
+    # (``cv``) and the sweep configuration when any; {} for a family that trains one model
+    selection: dict = field(default_factory=dict)
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)  # headline → {low, high}, 95 %
 
 
 def _json(path: Path, what: str) -> dict:
@@ -44,6 +52,26 @@ def _one_archive(folder: Path, pattern: str) -> Path:
         what = "no archive" if not found else f"{len(found)} archives ({', '.join(p.name for p in found)})"
         raise InputFileError(folder, f"{what} matching {pattern}; a release needs exactly one")
     return found[0]
+
+
+def _wingbeat_choice(results: Path, best: str, metrics: dict) -> tuple[dict | None, dict]:
+    """The comparison's verdict (None from an insectml before verdicts) and how ``best`` was chosen."""
+    comparison = _json(results / "comparison" / "comparison.json", "model comparison")
+    selection = {"selected_by": comparison.get("selected_by"), "model": best}
+    if metrics.get("cv"):
+        selection["cv"] = metrics["cv"]
+    if (results / "sweep" / "best.txt").is_file():
+        selection["sweep_config"] = (results / "sweep" / "best.txt").read_text().strip()
+    return comparison.get("verdict"), selection
+
+
+def _intervals(flat: dict, headline: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The 95 % interval of each headline metric whose evaluation gives ``<metric>_low/_high``."""
+    return {
+        k: {"low": float(flat[f"{k}_low"]), "high": float(flat[f"{k}_high"])}
+        for k in headline
+        if flat.get(f"{k}_low") is not None and flat.get(f"{k}_high") is not None
+    }
 
 
 def load_candidate(results: Path) -> Candidate:
@@ -78,8 +106,16 @@ def load_candidate(results: Path) -> Candidate:
     lineage = _json(lineage_path, "lineage")
     metrics = _json(evaluation / "metrics.json", "evaluation metrics")
     flat = dict(metrics)
+    verdict, selection = None, {}
+    if family == "wingbeat":
+        verdict, selection = _wingbeat_choice(results, best, metrics)
     if family == "fewshot":
-        flat["episodes_5way_1shot"] = metrics["episodes_5way_1shot"]["mean"]
+        verdict = metrics.get("verdict")
+        episodes = metrics["episodes_5way_1shot"]
+        flat["episodes_5way_1shot"] = episodes["mean"]
+        if episodes["mean"] is not None and episodes.get("ci95") is not None:  # mean ± 1.96 σ/√n
+            flat["episodes_5way_1shot_low"] = episodes["mean"] - episodes["ci95"]
+            flat["episodes_5way_1shot_high"] = episodes["mean"] + episodes["ci95"]
         flat["open_set_auroc"] = metrics["open_set"]["auroc"]
         labels = _json(evaluation / "gallery" / "gallery.json", "gallery").get("classes", [])
     else:
@@ -89,4 +125,17 @@ def load_candidate(results: Path) -> Candidate:
     if names[0] not in headline:
         raise InputFileError(evaluation / "metrics.json", f"no {names[0]} (the release's headline metric)")
     plots = sorted(evaluation.glob("*.png"))
-    return Candidate(family, results, archive, model_dir, lineage, metrics, headline, sorted(labels), plots)
+    return Candidate(
+        family,
+        results,
+        archive,
+        model_dir,
+        lineage,
+        metrics,
+        headline,
+        sorted(labels),
+        plots,
+        verdict=verdict,
+        selection=selection,
+        intervals=_intervals(flat, headline),
+    )

@@ -1,4 +1,5 @@
-"""Model cards: what a released model is, how good, from what, and for what not."""
+"""Model cards: what a released model is, how good (with 95 % intervals, against its
+baseline), how it was chosen, from what, and for what not."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import json
 from pathlib import Path
 
 from insectml import lineage as lineage_mod
+from insectml.fileio import write_text_atomic
 from insectml.release.candidate import Candidate
-from insectml.release.gate import GateResult
+from insectml.release.gate import GateResult, verdict_text
 
 INTENDED_USE = {
     "wingbeat": "Identify the mosquito species of an optical wingbeat sensor recording (WAV, one insect "
@@ -26,6 +28,48 @@ KNOWN_LIMITS = {
     "confused; the unknown threshold is calibrated on validation classes and shifts with new ones.",
 }
 
+SELECTED_BY = {
+    "cv_macro_f1": "the highest out-of-fold (cross-validation) macro-F1",
+    "val_macro_f1": "the highest validation macro-F1",
+}
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _interval(ci: dict | None) -> str:
+    return "—" if not ci else f"[{_num(ci.get('low'))}, {_num(ci.get('high'))}]"
+
+
+def _baseline_md(c: Candidate, gate: GateResult) -> str:
+    """The verdict against the baseline and whether the gate was overridden, as markdown."""
+    beats = {True: "yes", False: "no", None: "not compared"}[(c.verdict or {}).get("beats_baseline")]
+    override = "used (released although it does not beat its baseline)" if gate.below_baseline_allowed else "not used"
+    return f"""{verdict_text(c.verdict)}
+
+- beats its baseline: {beats}
+- `--allow-below-baseline`: {override}"""
+
+
+def _selection_md(selection: dict) -> str:
+    """How the model was chosen among those trained, as markdown."""
+    if not selection:
+        return "Not recorded for this family (its pipeline compares no models to choose one)."
+    how = SELECTED_BY.get(selection.get("selected_by"), f"`{selection.get('selected_by')}`")
+    lines = [f"`{selection.get('model')}`, chosen by {how} among the models compared; test scores never chose.", ""]
+    cv = selection.get("cv")
+    if cv:
+        lines.append(
+            f"- cross-validation: {cv.get('k')} folds by recording group, fold seed {cv.get('fold_seed')} "
+            f"({cv.get('reason')}); out-of-fold macro-F1 {_num((cv.get('macro_f1') or {}).get('value'))} "
+            f"{_interval(cv.get('macro_f1'))}"
+        )
+        lines.append(f"- rule: {cv.get('rule')}")
+    if selection.get("sweep_config"):
+        lines.append(f"- hyperparameters: sweep configuration `{selection['sweep_config']}`")
+    return "\n".join(lines)
+
 
 def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous: str | None, out: Path) -> list[Path]:
     """Write ``model_card.json`` and ``model_card.md`` into ``out``; return them."""
@@ -43,7 +87,12 @@ def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous
         "labels": c.labels,
         "archive": c.archive.name,
         "metrics": c.metrics,
+        "intervals": c.intervals,
         "comparison": [{"metric": m, "previous": p, "new": n} for m, p, n in gate.comparison],
+        "verdict": c.verdict,
+        "verdict_sentence": verdict_text(c.verdict),
+        "below_baseline_allowed": gate.below_baseline_allowed,
+        "selection": c.selection,
         "code": code,
         "data": data,
         "params": c.lineage.get("params"),
@@ -55,10 +104,9 @@ def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous
         "plots": [p.name for p in c.plots],
         "released_by": lineage_mod.git_state(),
     }
-    json_path = out / "model_card.json"
-    json_path.write_text(json.dumps(card, indent=2, default=str) + "\n")
+    json_path = write_text_atomic(out / "model_card.json", json.dumps(card, indent=2, default=str) + "\n")
 
-    rows = "\n".join(f"| {m} | {'—' if p is None else f'{p:.4f}'} | {n:.4f} |" for m, p, n in gate.comparison)
+    rows = "\n".join(f"| {m} | {_num(p)} | {n:.4f} | {_interval(c.intervals.get(m))} |" for m, p, n in gate.comparison)
     plots = "\n".join(f"![{p.name}]({p.name})" for p in c.plots)
     md = f"""# {name} {version}
 
@@ -66,9 +114,17 @@ def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous
 
 ## Headline metrics (test split)
 
-| metric | {previous or "previous"} | {version} |
-|---|---|---|
+| metric | {previous or "previous"} | {version} | 95% CI |
+|---|---|---|---|
 {rows}
+
+## Against the baseline
+
+{_baseline_md(c, gate)}
+
+## How the model was chosen
+
+{_selection_md(c.selection)}
 
 ## Intended use
 
@@ -91,6 +147,4 @@ def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous
 
 {plots or "(none)"}
 """
-    md_path = out / "model_card.md"
-    md_path.write_text(md)
-    return [json_path, md_path]
+    return [json_path, write_text_atomic(out / "model_card.md", md)]

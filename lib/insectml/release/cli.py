@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "released version (quality gate), write a model card, tag the repository in GTO's convention "
         "(NAME@vX.Y.Z: major for a new label set, minor for a better headline metric, patch otherwise), "
         "optionally promote it (NAME#STAGE#N), and copy the archive, card and plots to the model store. "
-        "Refuses, with one line and exit 2, on a dirty tree, a model without lineage, a failed gate or an "
-        "existing tag.",
+        "Refuses, with one line and exit 2, on a dirty tree, a model without lineage, a failed gate (worse "
+        "than the latest release, a changed label set, or not beating its baseline) or an existing tag.",
     )
     p.add_argument("results", type=existing_dir, help="a family's results folder, e.g. results/wingbeat")
     p.add_argument("--name", required=True, help="model name in tags and the store, e.g. wingbeat")
@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="how far (absolute) a headline metric may fall below the latest release (default: 0)",
     )
     p.add_argument("--major", action="store_true", help="allow a changed label set (a major release)")
+    p.add_argument(
+        "--allow-below-baseline",
+        action="store_true",
+        help="release a model whose evaluation says it does not beat its baseline (the model card records it)",
+    )
     p.add_argument("--stage", help="also promote the release to this stage (e.g. production)")
     p.add_argument("--ref", default="HEAD", help="the commit to tag (default: HEAD)")
     p.set_defaults(func=_release)
@@ -96,7 +101,17 @@ def split_model(text: str) -> tuple[str, str]:
 def _release(args: argparse.Namespace) -> int:
     from insectml.release.release import release
 
-    done = release(args.results, args.name, args.repo, args.store, args.tolerance, args.major, args.stage, args.ref)
+    done = release(
+        args.results,
+        args.name,
+        args.repo,
+        args.store,
+        args.tolerance,
+        args.major,
+        args.stage,
+        args.ref,
+        allow_below_baseline=args.allow_below_baseline,
+    )
     print(json.dumps(done))
     return 0
 

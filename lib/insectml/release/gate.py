@@ -5,6 +5,11 @@ Against the latest released version of the same model:
 - a different label set fails unless the release is declared major;
 - the version bumps major for a new label set, minor when the first headline metric
   improved, patch otherwise (GTO's ``name@vX.Y.Z`` convention).
+
+Against its baseline (the evaluation's verdict), first release or not: a candidate that
+does not beat it (``beats_baseline`` false) fails unless released with
+``--allow-below-baseline``, which the result records; nothing compared (no verdict, or
+``beats_baseline`` null) fails nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,40 @@ class GateResult:
     bump: str  # major, minor, patch
     problems: tuple[str, ...]
     comparison: tuple[tuple[str, float | None, float], ...]  # (metric, previous, new)
+    below_baseline_allowed: bool = False  # passed although it does not beat its baseline
+
+
+def _span(verdict: dict) -> str:
+    def num(x: float | None) -> str:
+        return "—" if x is None else f"{x:.4f}"
+
+    difference = verdict.get("difference")
+    shown = "—" if difference is None else f"{difference:+.4f}"
+    return f"{shown} [{num(verdict.get('low'))}, {num(verdict.get('high'))}]"
+
+
+def verdict_text(verdict: dict | None) -> str:
+    """One line on the candidate against its baseline: the evaluation's own sentence, else
+    the metric, the baseline and the difference with its 95 % interval."""
+    if verdict is None:
+        return "no baseline compared"
+    if verdict.get("sentence"):
+        return verdict["sentence"]
+    if verdict.get("beats_baseline") is None:
+        return "no baseline compared"
+    against = f"{verdict.get('metric', 'headline metric')} against {verdict.get('baseline', 'the baseline')}"
+    return f"{against}: difference {_span(verdict)} (95% CI)"
+
+
+def _below_baseline(verdict: dict | None) -> str | None:
+    """The gate's problem line when ``verdict`` says the candidate does not beat its
+    baseline; None when it does or nothing was compared."""
+    if verdict is None or verdict.get("beats_baseline") is not False:
+        return None
+    return (
+        f"the candidate does not beat its baseline: {verdict_text(verdict).rstrip('.')}; "
+        "release it with --allow-below-baseline to override"
+    )
 
 
 def check(
@@ -26,10 +65,17 @@ def check(
     previous: dict | None,
     tolerance: float = 0.0,
     major: bool = False,
+    verdict: dict | None = None,
+    allow_below_baseline: bool = False,
 ) -> GateResult:
-    """``previous``: the last release's card (``headline``, ``labels``) or None for a first release."""
+    """``previous``: the last release's card (``headline``, ``labels``) or None for a first
+    release; ``verdict``: the candidate's evaluation against its baseline, or None."""
+    below = _below_baseline(verdict)
+    allowed = below is not None and allow_below_baseline
+    baseline_problems = [below] if below is not None and not allow_below_baseline else []
     if previous is None:
-        return GateResult(True, "major", (), tuple((k, None, v) for k, v in headline.items()))
+        comparison = tuple((k, None, v) for k, v in headline.items())
+        return GateResult(not baseline_problems, "major", tuple(baseline_problems), comparison, allowed)
     before = previous.get("headline", {})
     problems = []
     comparison = []
@@ -55,7 +101,8 @@ def check(
         bump = "minor"
     else:
         bump = "patch"
-    return GateResult(not problems, bump, tuple(problems), tuple(comparison))
+    problems += baseline_problems
+    return GateResult(not problems, bump, tuple(problems), tuple(comparison), allowed)
 
 
 def semver(version: str) -> tuple[int, int, int]:

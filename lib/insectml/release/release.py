@@ -20,7 +20,7 @@ from insectml.release.store import ModelStore
 
 
 class GateFailed(UserError):
-    """The candidate is worse than the latest release (or changes its labels)."""
+    """The candidate is worse than the latest release, changes its labels, or does not beat its baseline."""
 
 
 def git_root(path: Path) -> Path:
@@ -54,10 +54,12 @@ def release(
     major: bool = False,
     stage: str | None = None,
     ref: str = "HEAD",
+    allow_below_baseline: bool = False,
 ) -> dict:
     """Release the model in ``results`` as ``name``; returns what was done. Raises a
     one-line :class:`UserError` on a dirty tree, a model without lineage, a failed
-    gate or an existing tag, before anything is written."""
+    gate or an existing tag, before anything is written. ``allow_below_baseline``: release
+    a candidate that does not beat its baseline (the card says so)."""
     import gto.api
     from gto.exceptions import GTOException
 
@@ -70,10 +72,19 @@ def release(
     previous_card = store.card(name, previous) if previous else None
     if previous and previous_card is None:
         raise ConfigError(f"model store {store_url}: no card for the latest release {name}@{previous}")
-    gate = check(candidate.headline, candidate.labels, previous_card, tolerance, major)
+    gate = check(
+        candidate.headline,
+        candidate.labels,
+        previous_card,
+        tolerance,
+        major,
+        verdict=candidate.verdict,
+        allow_below_baseline=allow_below_baseline,
+    )
     if not gate.passed:
         more = f" (and {len(gate.problems) - 1} more)" if len(gate.problems) > 1 else ""
-        raise GateFailed(f"{name}: quality gate failed against {name}@{previous}: {gate.problems[0]}{more}")
+        against = f" against {name}@{previous}" if previous else ""
+        raise GateFailed(f"{name}: quality gate failed{against}: {gate.problems[0]}{more}")
     version = next_version(previous, gate.bump)
     tag = f"{name}@{version}"
     if _git(repo, "tag", "--list", tag).strip():
@@ -100,6 +111,7 @@ def release(
         "stage": stage,
         "store": folder,
         "headline": candidate.headline,
+        "below_baseline_allowed": gate.below_baseline_allowed,
     }
 
 
