@@ -23,7 +23,7 @@ workflow {
     def ch_versions = Channel.empty()
 
     if ('wingbeat' in tasks) {
-        WINGBEAT ( familyInput('wingbeat'), params.wingbeat_models.tokenize(',')*.trim(), sweep.task == 'wingbeat' ? sweep : [:], params.chunk_size )
+        WINGBEAT ( familyInput('wingbeat'), params.wingbeat_models.tokenize(',')*.trim(), sweep.task == 'wingbeat' ? sweep : [:], params.chunk_size, params.cv_folds )
         ch_versions = ch_versions.mix(WINGBEAT.out.versions)
     }
     if ('detector' in tasks) {

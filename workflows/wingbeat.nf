@@ -1,7 +1,12 @@
 /*
  * Wingbeat family: recordings + labels → validated, split manifest → features (engineered
- * + log-mel) → one training task per requested model, in parallel → evaluation of each →
- * comparison (best by validation macro-F1) → the best model packaged as a .mar archive.
+ * + log-mel) → one training task per requested model and the baseline, in parallel →
+ * evaluation of each → comparison (the best, and whether it beats the baseline) → the best
+ * model packaged as a .mar archive.
+ * Cross-validation (cv_folds; CV_PLAN decides K, 0 = one train/val split): each model is
+ * trained once per fold (every model × fold its own task) and once on all non-test data
+ * (the refit); WINGBEAT_CV joins a model's folds into its out-of-fold metrics and
+ * calibrates its refit on them; the refits are evaluated and the best by CV is packaged.
  * With a sweep (--sweep): one training task per configuration of the swept model, the
  * best by validation macro-F1 chosen (SWEEP_BEST) and only that one evaluated on test.
  *
@@ -17,7 +22,9 @@ include { WINGBEAT_VALIDATE_CHECK  } from '../modules/wingbeat/validate_check/ma
 include { WINGBEAT_VALIDATE        } from '../modules/wingbeat/validate/main'
 include { WINGBEAT_FEATURES        } from '../modules/wingbeat/features/main'
 include { WINGBEAT_FEATURES_GATHER } from '../modules/wingbeat/features_gather/main'
+include { CV_PLAN                  } from '../modules/cv/plan/main'
 include { WINGBEAT_TRAIN           } from '../modules/wingbeat/train/main'
+include { WINGBEAT_CV              } from '../modules/wingbeat/cv/main'
 include { WINGBEAT_EVALUATE        } from '../modules/wingbeat/evaluate/main'
 include { WINGBEAT_COMPARE         } from '../modules/wingbeat/compare/main'
 include { WINGBEAT_PACKAGE         } from '../modules/wingbeat/package/main'
@@ -27,9 +34,10 @@ include { chunks; inChunkOrder      } from '../subworkflows/local/chunks/main'
 workflow WINGBEAT {
     take:
     ch_input    // [ meta, labels.csv (or [] for the folder layout), data folder ]
-    models      // list of model names: features, cnn, gru, transformer
+    models      // list of model names: features, cnn, gru, transformer (the baseline is always added)
     sweep       // [:] or the plan of 'insectml sweep plan': [ task, model, metric, configs ]
     chunk_size  // recordings per task of the checks and the features
+    cv_folds    // auto, 0 or K (ignored with a sweep, which selects on the val split)
 
     main:
     ch_versions = Channel.empty()
@@ -68,24 +76,55 @@ workflow WINGBEAT {
     ch_versions = ch_versions.mix(WINGBEAT_FEATURES_GATHER.out.versions)
     ch_features_npz = WINGBEAT_FEATURES_GATHER.out.features
 
-    // One training task per model, or per sweep configuration of the swept model.
+    // The folds: K from the plan (0 with a sweep, or when CV_PLAN says one split will do).
+    CV_PLAN ( WINGBEAT_VALIDATE.out.manifest.map { meta, manifest, dataset -> [ meta, manifest ] }, sweeping ? 0 : cv_folds )
+    ch_versions = ch_versions.mix(CV_PLAN.out.versions)
+    ch_plan = CV_PLAN.out.folds
+        .map { meta, folds -> [ meta.id, folds, new groovy.json.JsonSlurper().parse(folds.toFile()).k as int ] }
+
+    // One training task per model (and the baseline), or per sweep configuration of the
+    // swept model; with K folds, K + 1 per model: one per held-out fold and the refit.
     def configs = sweeping ? sweep.configs : [ [ id: null, params: [:] ] ]
     ch_train = ch_features_npz
-        .combine(Channel.fromList(sweeping ? [ sweep.model ] : models))
+        .combine(Channel.fromList(sweeping ? [ sweep.model ] : (models + [ 'baseline' ]).unique()))
         .combine(Channel.fromList(configs))
         .map { meta, features, model, config ->
             def m = meta + [ model: model ]
             if (config.id) {
                 m += [ config: config.id, overrides: config.params, seed: config.params.seed ?: meta.seed ]
             }
-            [ m, features ] }
+            [ m.id, m, features ] }
+        .combine(ch_plan, by: 0)
+        .flatMap { id, meta, features, folds, k ->
+            k == 0
+            ? [ [ meta + [ role: 'val' ], features, [] ] ]
+            : (0..<k).collect { [ meta + [ role: 'fold', fold: it, k: k ], features, folds ] } +
+              [ [ meta + [ role: 'refit', k: k ], features, folds ] ] }
     WINGBEAT_TRAIN ( ch_train )
     ch_versions = ch_versions.mix(WINGBEAT_TRAIN.out.versions)
 
+    ch_trained = WINGBEAT_TRAIN.out.model.branch { meta, model ->
+        fold: meta.role == 'fold'
+        refit: meta.role == 'refit'
+        single: true
+    }
+    // A model's folds, as soon as its K have finished, with its refit.
+    ch_cv = ch_trained.refit
+        .map { meta, model -> [ "${meta.id}:${meta.model}".toString(), meta, model ] }
+        .join(
+            ch_trained.fold
+                .map { meta, model -> [ groupKey("${meta.id}:${meta.model}".toString(), meta.k), model ] }
+                .groupTuple()
+                .map { key, dirs -> [ key.toString(), dirs ] }
+        )
+        .map { key, meta, refit, folds -> [ meta, refit, folds ] }
+    WINGBEAT_CV ( ch_cv )
+    ch_versions = ch_versions.mix(WINGBEAT_CV.out.versions)
+
     ch_sweep = Channel.empty()
-    ch_candidates = WINGBEAT_TRAIN.out.model
+    ch_candidates = ch_trained.single.mix(WINGBEAT_CV.out.model)
     if (sweeping) {
-        SWEEP_BEST ( WINGBEAT_TRAIN.out.model, sweep )
+        SWEEP_BEST ( ch_trained.single, sweep )
         ch_versions = ch_versions.mix(SWEEP_BEST.out.versions)
         ch_sweep = SWEEP_BEST.out.sweep
         ch_candidates = SWEEP_BEST.out.model
@@ -98,7 +137,7 @@ workflow WINGBEAT {
 
     ch_compare = ch_candidates
         .join(WINGBEAT_EVALUATE.out.evaluation)
-        .map { meta, model, evaluation -> [ [ id: meta.id, family: meta.family ], model, evaluation ] }
+        .map { meta, model, evaluation -> [ [ id: meta.id, family: meta.family, seed: meta.seed ], model, evaluation ] }
         .groupTuple()
     WINGBEAT_COMPARE ( ch_compare, sweeping ? ch_sweep : [] )
     ch_versions = ch_versions.mix(WINGBEAT_COMPARE.out.versions)
@@ -113,7 +152,8 @@ workflow WINGBEAT {
 
     emit:
     manifest   = WINGBEAT_VALIDATE.out.manifest
-    model      = WINGBEAT_TRAIN.out.model
+    model      = ch_candidates
+    folds      = CV_PLAN.out.folds
     metrics    = WINGBEAT_EVALUATE.out.metrics
     comparison = WINGBEAT_COMPARE.out.comparison
     archive    = WINGBEAT_PACKAGE.out.archive

@@ -20,7 +20,7 @@ log = logging.getLogger("insectml")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from insectml import commands
+    from insectml import commands, cv
     from insectml.families import FAMILIES
     from insectml.project import cli as project_cli
     from insectml.release import cli as release_cli
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.register(sub)
+    cv.register(sub)
     for family in FAMILIES.values():
         family.register(sub)
     serving_cli.register(sub)

@@ -64,10 +64,19 @@ def write_report(
 
 
 def write_comparison_report(
-    path: Path, *, rows: list[dict], columns: list[str], best: str, images: list[Path], extra: str = ""
+    path: Path,
+    *,
+    rows: list[dict],
+    columns: list[str],
+    best: str,
+    images: list[Path],
+    extra: str = "",
+    verdict: str = "",
+    selected_by: str = "validation macro-F1",
 ) -> Path:
-    """One table row per model (best first), per-class recall, the side-by-side plots, and
-    ``extra`` (an HTML fragment such as a sweep table) before the plots."""
+    """The ``verdict`` first (does the chosen model beat the baseline?), then one table row
+    per model (best first), per-class recall, the side-by-side plots, and ``extra`` (an HTML
+    fragment such as a sweep table) before the plots."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     classes = list(rows[0]["per_class_recall"]) if rows else []
@@ -86,7 +95,8 @@ def write_comparison_report(
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>wingbeat model comparison</title>"
         f"<style>{_STYLE}</style></head><body><h1>wingbeat model comparison</h1>"
-        f"<p>Best by validation macro-F1: <b>{html.escape(best)}</b> (this one is packaged). "
+        + (f"<p class='verdict'><b>{html.escape(verdict)}</b></p>" if verdict else "")
+        + f"<p>Best by {html.escape(selected_by)}: <b>{html.escape(best)}</b> (this one is packaged). "
         "Test metrics are reported for every model but never used to choose.</p>"
         f"<table><tr>{head}</tr>{body}</table><h2>Per-class recall (test)</h2><table>{recall}</table>"
         f"{extra}{figures}</body></html>\n",

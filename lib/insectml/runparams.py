@@ -86,6 +86,19 @@ GENERAL = Group(
             "results do not depend on it (5000 recordings: a few minutes of features)",
             minimum=1,
         ),
+        param(
+            "cv_folds",
+            ("string", "integer"),
+            "auto",
+            "grouped k-fold cross-validation of the non-test data: every model trained once per fold (tasks side "
+            "by side), chosen by its out-of-fold macro-F1, calibrated on its out-of-fold predictions, refit on all "
+            "non-test data and scored once on test; 0 = one train/val split (chosen by validation macro-F1); "
+            "auto = 5 folds when some class has fewer than 8 groups outside test, else 0 (wingbeat)",
+            flag="--cv-folds",
+            in_args=False,  # the workflow passes it to CV_PLAN ('insectml cv plan')
+            pattern="^(auto|[0-9]+)$",
+            minimum=0,
+        ),
         param("help", "boolean", False, "print this help and exit"),
         param(
             "checkpoint_dir",

@@ -70,6 +70,28 @@ def fewshot_run(repo_root, tool_env, tmp_path_factory):
     return cwd / "results" / "fewshot"
 
 
+# The cross-validated run: the hard wingbeat demo (few sessions per species), 3 folds.
+CV_ARGS = (
+    "--task", "wingbeat",
+    "--wingbeat_group_by", "session",
+    "--cv_folds", "3",
+    "--wingbeat_models", "features,rocket,gru",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cv_run(repo_root, tool_env, tmp_path_factory):
+    """``-profile test`` with ``CV_ARGS`` on data/wingbeat_hard; its results/wingbeat folder."""
+    data = repo_root / "data" / "wingbeat_hard"
+    if not (data / "labels.csv").is_file():
+        pytest.fail("data/wingbeat_hard is missing: run 'make data' (dvc pull) first")
+    cwd = tmp_path_factory.mktemp("nf-cv")
+    args = ("-profile", "test", "--wingbeat_input", str(data), *CV_ARGS, "--outdir", str(cwd / "results"))
+    done = nextflow(repo_root, cwd, tool_env, *args)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return cwd / "results" / "wingbeat"
+
+
 # The box-label exports a new user brings (tests/fixtures/exports.py), one Nextflow run each.
 EXPORTS = ("yolo", "coco", "voc")
 

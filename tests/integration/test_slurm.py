@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import nextflow
+from .conftest import CV_ARGS, nextflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -140,6 +140,10 @@ def slurm_run(repo_root, slurm_env, tmp_path_factory):
         "--slurm_queue",
         "long",
         "--slurm_options=--comment=insectml-test",  # '=': a value starting with -- is not a flag
+        # wingbeat: cross-validated on the hard demo, as the local cv_run (every fold a job)
+        "--wingbeat_input",
+        str(repo_root / "data" / "wingbeat_hard"),
+        *CV_ARGS[2:],
         "--outdir",
         str(cwd / "results"),
     )
@@ -158,12 +162,12 @@ def test_every_task_ran_as_a_slurm_job(slurm_run, slurm_env):
         assert job["state"] == "COMPLETED" and job["partition"] == "long", (row["process"], job)
 
 
-def test_slurm_metrics_equal_the_local_run(slurm_run, nf_test_run, detector_run, fewshot_run):
-    local_wingbeat = nf_test_run[0] / "results" / "wingbeat"
+def test_slurm_metrics_equal_the_local_run(slurm_run, cv_run, detector_run, fewshot_run):
     pairs = [
-        (slurm_run / "wingbeat" / "evaluation" / m / "metrics.json", local_wingbeat / "evaluation" / m / "metrics.json")
-        for m in ("features", "cnn", "gru", "transformer")
+        (slurm_run / "wingbeat" / "evaluation" / m / "metrics.json", cv_run / "evaluation" / m / "metrics.json")
+        for m in ("features", "rocket", "gru", "baseline")
     ]
+    pairs.append((slurm_run / "wingbeat" / "comparison" / "comparison.json", cv_run / "comparison" / "comparison.json"))
     pairs += [
         (slurm_run / "detector" / "evaluation" / s / "metrics.json", detector_run / "evaluation" / s / "metrics.json")
         for s in ("generic", "target")
@@ -225,14 +229,19 @@ def long_training(outdir: Path, epochs: int) -> list[str]:
 
 
 def train_rows(outdir: Path) -> list[dict]:
-    return sorted((r for r in trace(outdir) if r["process"].endswith("WINGBEAT_TRAIN")), key=lambda r: r["attempt"])
+    """The GRU's training tasks (the baseline trains beside it), by attempt."""
+    return sorted((r for r in gru_rows(outdir) if r["process"].endswith("WINGBEAT_TRAIN")), key=lambda r: r["attempt"])
+
+
+def gru_rows(outdir: Path) -> list[dict]:
+    return [r for r in trace(outdir) if not r["tag"].endswith(":baseline")]
 
 
 def test_cancelled_training_job_is_retried_and_resumes_from_its_checkpoint(repo_root, slurm_env, tmp_path):
     proc = start_nextflow(repo_root, tmp_path, slurm_env, *long_training(tmp_path / "results", 20))
     checkpoints = tmp_path / "work" / "checkpoints"
     wait_for(lambda: epochs_done(checkpoints) >= 3, 300, "three training epochs", proc)
-    job = next(j for j in squeue(slurm_env) if "WINGBEAT_TRAIN" in j["name"])
+    job = next(j for j in squeue(slurm_env) if "WINGBEAT_TRAIN" in j["name"] and "baseline" not in j["name"])
     subprocess.run(["scancel", job["id"]], env=slurm_env, check=True)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
@@ -261,11 +270,11 @@ def test_killed_head_job_then_resume_runs_only_unfinished_tasks(repo_root, slurm
 
     done = nextflow(repo_root, tmp_path, slurm_env, *args, "-resume")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    status = {r["process"].split(":")[-1]: r["status"] for r in trace(tmp_path / "results")}
+    status = {r["process"].split(":")[-1]: r["status"] for r in gru_rows(tmp_path / "results")}
     assert status["WINGBEAT_VALIDATE"] == "CACHED" and status["WINGBEAT_FEATURES"] == "CACHED"
     for step in ("WINGBEAT_TRAIN", "WINGBEAT_EVALUATE", "WINGBEAT_COMPARE", "WINGBEAT_PACKAGE"):
         assert status[step] == "COMPLETED", (step, status)
-    train = next(r for r in trace(tmp_path / "results") if r["process"].endswith("WINGBEAT_TRAIN"))
+    train = next(r for r in gru_rows(tmp_path / "results") if r["process"].endswith("WINGBEAT_TRAIN"))
     assert "resumed from checkpoint at epoch" in (Path(train["workdir"]) / ".command.log").read_text()
 
 

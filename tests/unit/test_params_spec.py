@@ -192,7 +192,7 @@ def test_registries_are_the_schema_enums():
     assert props["fewshot_loss"]["enum"] == list(LOSSES)
     assert props["fewshot_miner"]["enum"] == list(MINERS)
     assert props["wingbeat_feature_model"]["enum"] == list(CLASSICAL_MODELS)
-    assert props["wingbeat_models"]["x-choices"] == ["features", *NETS]
+    assert props["wingbeat_models"]["x-choices"] == ["features", "rocket", *NETS]
     assert props["task"]["x-choices"] == list(FAMILIES)
 
 

@@ -5,6 +5,10 @@ then for each epoch: ``train_one_epoch``, ``evaluate`` (eval mode, ``inference_m
 ``_end_epoch`` (best weights, checkpoint, a JSONL history row), early stop. Family code
 supplies the model, a ``step(model, batch, device) -> loss`` function and a
 ``validate(model, device) -> dict`` function whose ``cfg.monitor`` entry is maximised.
+With ``keep="last"`` the loop trains a fixed budget instead: no early stopping, the last
+epoch's weights kept (what cross-validation needs: the folds estimate the very procedure
+that the refit on all data, with nothing to validate on, repeats); ``validate`` may then
+be None, and when given only fills the history.
 A nan or infinite training loss stops training with :class:`TrainingDiverged`.
 
 Determinism: every random draw comes from torch's global generator (restored on
@@ -57,6 +61,7 @@ class LoopConfig:
     warmup_epochs: float = 1.0
     patience: int = 8
     monitor: str = "macro_f1"
+    keep: str = "best"  # "best": best monitored epoch + early stopping; "last": a fixed budget
     seed: int = GENERAL.default("seed")
     threads: int = 1
     resume: bool = False
@@ -111,6 +116,8 @@ def fingerprint(settings: dict, *inputs: Path) -> str:
     """
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for path in inputs:
+        if path is None:  # an optional input not given
+            continue
         path = Path(path)
         if path.is_dir():
             for f in sorted(p for p in path.rglob("*") if p.is_file()):
@@ -205,7 +212,7 @@ def fit(
     model: torch.nn.Module,
     train_set: torch.utils.data.Dataset,
     step: Callable[[torch.nn.Module, object, torch.device], torch.Tensor],
-    validate: Callable[[torch.nn.Module, torch.device], dict],
+    validate: Callable[[torch.nn.Module, torch.device], dict] | None,
     cfg: LoopConfig,
     collate: Callable | None = None,
     batch_sampler: Callable[[torch.Generator], torch.utils.data.Sampler] | None = None,
@@ -221,6 +228,8 @@ def fit(
     """
     if cfg.out_dir is None:
         raise ValueError("LoopConfig.out_dir is not set")
+    if cfg.keep not in ("best", "last") or (validate is None and cfg.keep == "best"):
+        raise ValueError(f"LoopConfig.keep={cfg.keep!r} (a validate function is needed to keep the best)")
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -239,13 +248,13 @@ def fit(
 
     stopped_early = False
     for epoch in range(progress.epoch + 1, cfg.epochs + 1):
-        if progress.bad_epochs >= cfg.patience:
+        if cfg.keep == "best" and progress.bad_epochs >= cfg.patience:
             stopped_early = True
             break
         loader = _epoch_loader(train_set, cfg, epoch, collate, batch_sampler)
         tic = time.perf_counter()
         train_loss = train_one_epoch(model, loader, step, optim, device, epoch, cfg.epochs, use_amp)
-        metrics = evaluate(model, validate, device)
+        metrics = evaluate(model, validate, device) if validate is not None else {}
         _end_epoch(model, optim, progress, cfg, ckdir, epoch, train_loss, metrics, time.perf_counter() - tic)
     model.load_state_dict(torch.load(cfg.out_dir / "weights.pt", map_location=device, weights_only=True))
     return {"best_epoch": progress.best_epoch, f"best_val_{cfg.monitor}": progress.best, "stopped_early": stopped_early}
@@ -318,15 +327,16 @@ def _end_epoch(
 ) -> None:
     """Keep the weights if they are the best so far, checkpoint, append the history row, log."""
     out = cfg.out_dir
-    score = float(metrics[cfg.monitor])
+    score = float(metrics.get(cfg.monitor, math.nan))
     improved = score > progress.best
     if improved:
         progress.best, progress.best_epoch, progress.bad_epochs = score, epoch, 0
+    else:
+        progress.bad_epochs += 1
+    if improved or cfg.keep == "last":
         torch.save(model.state_dict(), out / "weights.pt")
         if cfg.checkpoint_dir is not None:
             shutil.copyfile(out / "weights.pt", ckdir / "best.pt")
-    else:
-        progress.bad_epochs += 1
     row = {
         "epoch": epoch,
         "train_loss": train_loss,
@@ -340,7 +350,12 @@ def _end_epoch(
     save_checkpoint(ckdir / "last.pt", model, optim, progress, cfg)
     with (out / "history.jsonl").open("a") as fh:
         fh.write(json.dumps(row) + "\n")
-    log.info("epoch %d: loss %.4f, val %s %.4f%s", epoch, train_loss, cfg.monitor, score, " (best)" if improved else "")
+    if metrics:
+        log.info(
+            "epoch %d: loss %.4f, val %s %.4f%s", epoch, train_loss, cfg.monitor, score, " (best)" if improved else ""
+        )
+    else:
+        log.info("epoch %d: loss %.4f", epoch, train_loss)
 
 
 def _checkpoint_folder(cfg: LoopConfig) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from insectml.cliargs import add_loop_args, add_param, add_step_params, existing_dir, existing_file, step_settings
 from insectml.runparams import GENERAL
-from insectml.wingbeat.family import FAMILY, MEMBERS
+from insectml.wingbeat.family import BASELINE, FAMILY, MEMBERS
 
 P = FAMILY.group
 
@@ -105,14 +105,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = steps.add_parser(
         "train",
-        help="train one model: features (classical), cnn, gru or transformer",
-        description="features: a scaler + classifier on engineered features (model.joblib). cnn/gru/transformer: "
-        "a PyTorch model on log-mel spectrograms, trained by the shared loop (weights.pt, history.jsonl, "
-        "checkpoints/last.pt). Both write config.json, labels.json, lineage.json and train_metrics.json.",
+        help="train one model: features (classical), cnn, gru, transformer or the baseline",
+        description="features: a scaler + classifier on engineered features (model.joblib). baseline: the mean "
+        "log-mel power spectrum + logistic regression. cnn/gru/transformer: a PyTorch model on log-mel "
+        "spectrograms, trained by the shared loop (weights.pt, history.jsonl, checkpoints/last.pt). All write "
+        "config.json (with the temperature that calibrates the probabilities), labels.json, lineage.json and "
+        "train_metrics.json. Without --folds: train on the train split, score and calibrate on val. With --folds "
+        "and --fold I: train on every non-test recording outside fold I and write its predictions of fold I "
+        "(heldout.npz). With --folds alone: the refit on every non-test recording (calibrated by 'cv').",
     )
     p.add_argument("--features", type=existing_file, required=True, help="features.npz from 'features'")
-    p.add_argument("--model", default=MEMBERS[0], choices=MEMBERS, help=f"which model (default: {MEMBERS[0]})")
+    p.add_argument(
+        "--model",
+        default=MEMBERS[0],
+        choices=(*MEMBERS, BASELINE),
+        help=f"which model (default: {MEMBERS[0]})",
+    )
     p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
+    p.add_argument("--folds", type=existing_file, help="folds.json from 'insectml cv plan': cross-validation")
+    p.add_argument(
+        "--fold",
+        type=int,
+        help="with --folds: the fold to hold out (0..K-1); without it, the refit on all non-test data",
+    )
     g = p.add_argument_group("features model")
     add_param(g, P, "wingbeat_feature_model")
     g.add_argument(
@@ -131,11 +146,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     p = steps.add_parser(
-        "compare",
-        help="compare trained models; pick the best by validation macro-F1",
-        description="Read each model folder and its evaluation folder; write comparison.csv, comparison.json, "
-        "report.html (table, confusion matrices side by side, training curves) and best.txt.",
+        "cv",
+        help="join a model's folds: out-of-fold metrics with CIs, its refit calibrated on them",
+        description="Read the held-out predictions (heldout.npz) of every fold task of one model and its refit; "
+        "write --out: a copy of the refit model folder whose temperature is fitted on the out-of-fold "
+        "predictions, with cv.json (out-of-fold macro-F1 and accuracy with grouped bootstrap 95%% CIs, per-fold "
+        "macro-F1 with its mean and t-interval, ECE before and after) and reliability_cv.png.",
     )
+    p.add_argument("--refit", type=existing_dir, required=True, help="the refit model folder ('train --folds')")
+    p.add_argument(
+        "--folds-models", type=existing_dir, nargs="+", required=True, help="the fold model folders ('train --fold')"
+    )
+    add_param(p, GENERAL, "seed")
+    p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
+    p.set_defaults(func=_cv)
+
+    p = steps.add_parser(
+        "compare",
+        help="compare trained models; pick the best by CV (or validation) macro-F1; beat the baseline?",
+        description="Read each model folder and its evaluation folder; pick the best by out-of-fold macro-F1 "
+        "when every model was cross-validated, else by validation macro-F1; write comparison.csv, "
+        "comparison.json, report.html (the verdict against the baseline first, the table with 95%% CIs, "
+        "confusion matrices side by side, training curves) and best.txt.",
+    )
+    add_param(p, GENERAL, "seed")
     p.add_argument("--models", type=existing_dir, nargs="+", required=True, help="model folders from 'train'")
     p.add_argument("--evaluations", type=existing_dir, nargs="+", required=True, help="folders from 'evaluate'")
     p.add_argument("--out", type=Path, default=Path("comparison"), help="output folder (default: comparison)")
@@ -149,8 +183,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = steps.add_parser(
         "evaluate",
         help="metrics, confusion matrix and HTML report on a split",
-        description="Score a model directory on one split: metrics.json, confusion_matrix.png, report.html.",
+        description="Score a model directory on one split: metrics.json (with grouped bootstrap 95%% CIs and "
+        "the calibration error before and after the model's temperature), predictions.npz, confusion_matrix.png, "
+        "reliability.png, report.html.",
     )
+    add_param(p, GENERAL, "seed")
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     p.add_argument("--features", type=existing_file, required=True, help="features.npz from 'features'")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default: test)")
@@ -234,7 +271,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.model == "features":
+    if args.model in ("features", "rocket", BASELINE):
         from insectml.wingbeat.models import parse_overrides
         from insectml.wingbeat.train import TrainConfig, train
 
@@ -246,6 +283,9 @@ def _train(args: argparse.Namespace) -> int:
                 overrides=parse_overrides(args.overrides),
                 seed=args.seed,
                 threads=args.threads,
+                model=args.model,
+                folds=args.folds,
+                fold=args.fold,
             )
         )
     else:
@@ -262,23 +302,34 @@ def _train(args: argparse.Namespace) -> int:
                 weights=args.weights,
                 loop=LoopConfig(**loop_settings(args)),
                 augment=args.augment,
+                folds=args.folds,
+                fold=args.fold,
             )
         )
-    print(json.dumps({"val_accuracy": result["val"]["accuracy"], "val_macro_f1": result["val"]["macro_f1"]}))
+    val = result["val"] or {}
+    print(json.dumps({"val_accuracy": val.get("accuracy"), "val_macro_f1": val.get("macro_f1")}))
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from insectml.wingbeat.compare import compare
 
-    print(compare(args.models, args.evaluations, args.out, sweep=args.sweep))
+    print(compare(args.models, args.evaluations, args.out, sweep=args.sweep, seed=args.seed))
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from insectml.wingbeat.crossval import cross_validate
+
+    summary = cross_validate(args.refit, args.folds_models, args.out, args.seed)
+    print(json.dumps({k: summary[k] for k in ("model", "k", "temperature", "ece_before", "ece_after")}))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from insectml.wingbeat.evaluate import evaluate
 
-    metrics = evaluate(args.model, args.features, args.out, args.split)
+    metrics = evaluate(args.model, args.features, args.out, args.split, seed=args.seed)
     print(json.dumps({k: metrics[k] for k in ("split", "n", "accuracy", "macro_f1")}))
     return 0
 

@@ -1,4 +1,11 @@
-"""Compare trained wingbeat models side by side and pick the best by validation macro-F1."""
+"""Compare trained wingbeat models side by side, pick the best, and say whether it beats the baseline.
+
+The best is chosen by the out-of-fold macro-F1 of cross-validation when every model has
+one (``cv.json`` in its model directory), else by validation macro-F1; test numbers are
+shown for every model, with their intervals, and never used to choose. The verdict, the
+first line of the report and ``comparison.json``: the chosen model's test macro-F1 minus
+the baseline's, paired (the same recording groups resampled for both), with its 95% CI.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,45 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
 from insectml.errors import InputFileError
 from insectml.report import write_comparison_report
 
+BASELINE = "baseline"
 COLUMNS = [
     "model",
+    "cv_macro_f1",
+    "cv_macro_f1_low",
+    "cv_macro_f1_high",
     "val_macro_f1",
-    "val_accuracy",
-    "accuracy",
     "macro_f1",
+    "macro_f1_low",
+    "macro_f1_high",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "ece_before",
+    "ece_after",
+    "temperature",
     "n_parameters",
     "train_seconds",
     "inference_ms_per_recording",
     "best_epoch",
+]
+# The report's table: intervals shown beside their values.
+SHOWN = [
+    ("model", "model"),
+    ("CV macro-F1 [95% CI]", "cv_macro_f1"),
+    ("val macro-F1", "val_macro_f1"),
+    ("test macro-F1 [95% CI]", "macro_f1"),
+    ("test accuracy [95% CI]", "accuracy"),
+    ("ECE before → after", "ece"),
+    ("T", "temperature"),
+    ("parameters", "n_parameters"),
+    ("train s", "train_seconds"),
+    ("ms / recording", "inference_ms_per_recording"),
+    ("best epoch", "best_epoch"),
 ]
 
 
@@ -28,9 +61,12 @@ def _load(path: Path, what: str) -> dict:
     return json.loads(path.read_text())
 
 
-def compare(model_dirs: list[Path], evaluation_dirs: list[Path], out: Path, sweep: Path | None = None) -> str:
+def compare(
+    model_dirs: list[Path], evaluation_dirs: list[Path], out: Path, sweep: Path | None = None, seed: int = 0
+) -> str:
     """Write comparison.csv/.json, plots and report.html into ``out``; return the best model's name.
-    ``sweep``: a sweep's sweep.json, whose table (and plot) the report shows."""
+    ``sweep``: a sweep's sweep.json, whose table (and plot) the report shows; ``seed``: of
+    the paired bootstrap."""
     evaluations = {}
     for d in evaluation_dirs:
         metrics = _load(d / "metrics.json", "evaluation metrics")
@@ -54,8 +90,10 @@ def compare(model_dirs: list[Path], evaluation_dirs: list[Path], out: Path, swee
         history = d / "history.jsonl"
         if history.is_file():
             curves[name] = [json.loads(line) for line in history.read_text().splitlines()]
-    rows.sort(key=lambda r: (-(r["val_macro_f1"] or 0), r["model"]))
+    selected_by = "cv_macro_f1" if all(r["cv_macro_f1"] is not None for r in rows) else "val_macro_f1"
+    rows.sort(key=lambda r: (-(r[selected_by] or 0), r["model"]))
     best = rows[0]["model"]
+    verdict = _verdict(best, evaluations, seed)
 
     out.mkdir(parents=True, exist_ok=True)
     with (out / "comparison.csv").open("w", newline="") as fh:
@@ -63,7 +101,11 @@ def compare(model_dirs: list[Path], evaluation_dirs: list[Path], out: Path, swee
         writer.writeheader()
         writer.writerows(rows)
     (out / "comparison.json").write_text(
-        json.dumps({"best": best, "selected_by": "val_macro_f1", "models": rows}, indent=2) + "\n"
+        json.dumps(
+            {"best": best, "selected_by": selected_by, "verdict": verdict, "baseline": BASELINE, "models": rows},
+            indent=2,
+        )
+        + "\n"
     )
     (out / "best.txt").write_text(best + "\n")
     images = [_plot_confusions(rows, evaluations, out / "confusion_matrices.png")]
@@ -76,8 +118,85 @@ def compare(model_dirs: list[Path], evaluation_dirs: list[Path], out: Path, swee
         extra = table_html(json.loads(sweep.read_text()))
         if (sweep.parent / "sweep.png").is_file():
             images.append(sweep.parent / "sweep.png")
-    write_comparison_report(out / "report.html", rows=rows, columns=COLUMNS, best=best, images=images, extra=extra)
+    write_comparison_report(
+        out / "report.html",
+        rows=[_shown(r) for r in rows],
+        columns=[label for label, _ in SHOWN],
+        best=best,
+        images=images,
+        extra=extra,
+        verdict=verdict["sentence"],
+        selected_by="out-of-fold (cross-validation) macro-F1"
+        if selected_by == "cv_macro_f1"
+        else "validation macro-F1",
+    )
     return best
+
+
+def _verdict(best: str, evaluations: dict, seed: int) -> dict:
+    """Does ``best`` beat the baseline on test? The paired difference in macro-F1 and its CI."""
+    from insectml import stats
+
+    if BASELINE not in evaluations:
+        return {"beats_baseline": None, "sentence": "No baseline was run: nothing says whether the models beat one."}
+    if best == BASELINE:
+        return {
+            "beats_baseline": False,
+            "difference": 0.0,
+            "sentence": "No model beats the baseline (log power spectrum + logistic regression): the baseline was "
+            "chosen.",
+        }
+    ours, theirs = (_predictions(evaluations[name][0]) for name in (best, BASELINE))
+    if not np.array_equal(ours["ids"], theirs["ids"]):
+        raise InputFileError(evaluations[best][0], "scored other recordings than the baseline's evaluation")
+    n_classes = len(evaluations[best][1]["classes"])
+    diff = stats.paired_bootstrap_diff(
+        stats.macro_f1_on(ours["y"], ours["pred"], n_classes),
+        stats.macro_f1_on(theirs["y"], theirs["pred"], n_classes),
+        len(ours["y"]),
+        ours["groups"],
+        seed=seed,
+    )
+    beats = diff["low"] is not None and diff["low"] > 0
+    shown = f"{diff['difference']:+.3f} [{_num(diff['low'])}, {_num(diff['high'])}]"
+    sentence = (
+        f"{best} beats the baseline on test macro-F1 by {shown} (paired, 95% CI over recording groups)."
+        if beats
+        else f"{best} does NOT clearly beat the baseline on test macro-F1: {shown} (paired, 95% CI over recording "
+        "groups, includes 0 or below)."
+    )
+    return {"beats_baseline": beats, "metric": "macro_f1", "model": best, **diff, "sentence": sentence}
+
+
+def _predictions(evaluation: Path) -> dict:
+    path = evaluation / "predictions.npz"
+    if not path.is_file():
+        raise InputFileError(path, "not found (an evaluation from an older insectml?)")
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _ci(row: dict, key: str) -> str | None:
+    if row.get(key) is None:
+        return None
+    return f"{row[key]:.3f} [{_num(row.get(key + '_low'))}, {_num(row.get(key + '_high'))}]"
+
+
+def _shown(row: dict) -> dict:
+    """A table row of the report: intervals beside their values, the baseline marked."""
+    shown = {label: row.get(key) for label, key in SHOWN}
+    shown["model"] = row["model"] + (" (baseline)" if row["model"] == BASELINE else "")
+    for label, key in SHOWN:
+        if key in ("cv_macro_f1", "macro_f1", "accuracy"):
+            shown[label] = _ci(row, key)
+    if row.get("ece_before") is not None:
+        shown["ECE before → after"] = f"{row['ece_before']:.3f} → {row['ece_after']:.3f}"
+    shown["per_class_recall"] = row["per_class_recall"]
+    return shown
 
 
 def _plot_confusions(rows: list[dict], evaluations: dict, path: Path) -> Path:
@@ -125,7 +244,8 @@ def _plot_curves(curves: dict[str, list[dict]], path: Path) -> Path:
     for name, history in curves.items():
         epochs = [h["epoch"] for h in history]
         loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label=name)
-        f1_ax.plot(epochs, [h["val_macro_f1"] for h in history], marker="o", label=name)
+        if all("val_macro_f1" in h for h in history):  # a refit has nothing to validate on
+            f1_ax.plot(epochs, [h["val_macro_f1"] for h in history], marker="o", label=name)
     loss_ax.set(title="training loss", xlabel="epoch")
     f1_ax.set(title="validation macro-F1", xlabel="epoch", ylim=(0, 1))
     f1_ax.legend()

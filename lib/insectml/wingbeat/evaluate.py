@@ -1,4 +1,7 @@
-"""Evaluate a wingbeat model on a split: metrics.json, confusion matrix, report.html."""
+"""Evaluate a wingbeat model on a split: metrics.json (every headline number with a grouped
+bootstrap 95% CI: recording groups resampled, not recordings), confusion matrix,
+reliability diagram (calibration before and after the model's temperature), the
+predictions (``predictions.npz``, for paired comparisons) and report.html."""
 
 from __future__ import annotations
 
@@ -7,14 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+from insectml import stats
 from insectml.errors import ConfigError
+from insectml.fileio import open_atomic, write_json_atomic
 from insectml.metrics import classification_metrics, plot_confusion
 from insectml.report import write_report
 from insectml.wingbeat.features import load_features
 from insectml.wingbeat.predict import load_predictor
 
+PREDICTIONS = "predictions.npz"
 
-def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test") -> dict:
+
+def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test", seed: int = 0) -> dict:
+    """``seed``: of the bootstrap resamples."""
     predictor = load_predictor(model_dir)
     feats = load_features(features)
     mask = feats["split"] == split
@@ -25,8 +33,17 @@ def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test"
     if unknown:
         raise ConfigError(f"{features}: labels the model does not know: {', '.join(unknown)}")
     y_true = np.asarray([index[label] for label in feats["labels"][mask]])
-    probs = predictor.predict_features(feats, mask)
+    raw = predictor.predict_features(feats, mask, calibrated=False)
+    probs = predictor.calibrate(raw)
     y_pred = probs.argmax(axis=1)
+    groups = feats["groups"][mask]
+    n_classes = len(predictor.classes)
+    ci = {
+        "macro_f1": stats.bootstrap_ci(stats.macro_f1_on(y_true, y_pred, n_classes), len(y_true), groups, seed=seed),
+        "accuracy": stats.bootstrap_ci(stats.accuracy_on(y_true, y_pred), len(y_true), groups, seed=seed),
+    }
+    ece_before = stats.expected_calibration_error(raw, y_true)
+    ece_after = stats.expected_calibration_error(probs, y_true)
     latency_ms = _latency_ms(predictor, feats, mask)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -36,13 +53,26 @@ def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test"
     train_metrics_path = model_dir / "train_metrics.json"
     train_metrics = json.loads(train_metrics_path.read_text()) if train_metrics_path.is_file() else {}
     val = train_metrics.get("val")
+    cv_path = model_dir / "cv.json"
+    cv = json.loads(cv_path.read_text()) if cv_path.is_file() else None
     metrics = {
         "family": "wingbeat",
         "model": config["model"],
         "split": split,
         **{k: result[k] for k in ("n", "accuracy", "macro_f1")},
+        "ci": ci,
+        **{f"{k}_{end}": ci[k][end] for k in ci for end in ("low", "high")},
+        "n_groups": ci["macro_f1"]["n_units"],
         "val_accuracy": val["accuracy"] if val else None,
         "val_macro_f1": val["macro_f1"] if val else None,
+        "cv_macro_f1": cv["macro_f1"]["value"] if cv else None,
+        "cv_macro_f1_low": cv["macro_f1"]["low"] if cv else None,
+        "cv_macro_f1_high": cv["macro_f1"]["high"] if cv else None,
+        "cv": cv,
+        "temperature": predictor.temperature,
+        "temperature_fitted_on": config.get("temperature_fitted_on"),
+        "ece_before": round(ece_before, 6),
+        "ece_after": round(ece_after, 6),
         "n_parameters": config.get("n_parameters"),
         "train_seconds": train_metrics.get("fit_seconds"),
         "inference_ms_per_recording": latency_ms,
@@ -50,7 +80,17 @@ def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test"
         "confusion_matrix": result["confusion_matrix"],
         "classes": predictor.classes,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    with open_atomic(out_dir / PREDICTIONS, "wb") as fh:
+        np.savez(fh, ids=feats["ids"][mask], y=y_true, pred=y_pred, groups=groups, probs=probs)
+    reliability = stats.plot_reliability(
+        {
+            f"uncalibrated (ECE {ece_before:.3f})": (raw, y_true),
+            f"T={predictor.temperature:.2f} (ECE {ece_after:.3f})": (probs, y_true),
+        },
+        out_dir / "reliability.png",
+        f"wingbeat {config['model']} — {split}: reliability",
+    )
     plot = plot_confusion(
         result["confusion_matrix"],
         predictor.classes,
@@ -61,14 +101,16 @@ def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test"
         out_dir / "report.html",
         title=f"wingbeat — {config['model']}",
         headline={
-            "accuracy": metrics["accuracy"],
-            "macro-F1": metrics["macro_f1"],
-            "val accuracy": metrics["val_accuracy"],
+            "macro-F1 [95% CI]": stats.format_ci(ci["macro_f1"]),
+            "accuracy [95% CI]": stats.format_ci(ci["accuracy"]),
+            f"{split} recordings (groups)": f"{metrics['n']} ({metrics['n_groups']})",
+            "CV macro-F1 (out of fold)": stats.format_ci(cv["macro_f1"]) + f" ({cv['k']} folds)" if cv else "—",
             "val macro-F1": metrics["val_macro_f1"],
-            f"{split} recordings": metrics["n"],
+            "ECE before → after temperature": f"{ece_before:.3f} → {ece_after:.3f} "
+            f"(T = {predictor.temperature:.2f}, fitted on {config.get('temperature_fitted_on') or '—'})",
         },
         per_class=result["per_class"],
-        images=[plot],
+        images=[plot, reliability],
         lineage=lineage,
     )
     return metrics

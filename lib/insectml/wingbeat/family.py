@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param
+from insectml.spec import NAME_PATTERN, Demo, Family, Group, optimiser_params, param
 from insectml.wingbeat.models import CLASSICAL_MODELS
 
 # The models trained side by side; `insectml wingbeat train --model` builds each by name.
-MEMBERS = ("features", "cnn", "gru", "transformer")
+MEMBERS = ("features", "rocket", "cnn", "gru", "transformer")
+# Always trained beside them and shown as a row of every comparison: the mean log-mel power
+# spectrum + logistic regression. A model that does not beat it has learnt nothing useful.
+BASELINE = "baseline"
 
 PARAMS = Group(
     "wingbeat",
@@ -136,8 +139,10 @@ PARAMS = Group(
             "string",
             ",".join(MEMBERS),
             "models to train side by side, comma-separated: features (engineered features + classical "
-            "classifier), cnn (timm backbone on the log-mel image), gru (bidirectional GRU over frames), "
-            "transformer (encoder over frames); the best by validation macro-F1 is packaged",
+            "classifier), rocket (MiniRocket features of the log-mel frames + logistic regression), cnn (timm "
+            "backbone on the log-mel image), gru (bidirectional GRU over frames), transformer (encoder over "
+            "frames); the baseline (log power spectrum + logistic regression) is always trained beside them; the "
+            "best by cross-validation (or validation) macro-F1 is packaged",
             x_choices=list(MEMBERS),
         ),
         param(
@@ -236,6 +241,12 @@ def write_demo(out_dir: Path, size: int, seed: int) -> Path:
     return write_wingbeat_demo(out_dir, per_class=size, seed=seed)
 
 
+def write_hard_demo(out_dir: Path, size: int, seed: int) -> Path:
+    from insectml.data.demo import write_wingbeat_hard_demo
+
+    return write_wingbeat_hard_demo(out_dir, per_session=size, seed=seed)
+
+
 FAMILY = Family(
     name="wingbeat",
     help="wingbeat recordings → species",
@@ -247,5 +258,19 @@ FAMILY = Family(
     cli="insectml.wingbeat.cli",
     demo=write_demo,
     demo_size=param("wingbeat_per_class", "integer", 120, "recordings per species", flag="--wingbeat-per-class"),
+    more_demos=(
+        Demo(
+            "wingbeat_hard",
+            write_hard_demo,
+            param(
+                "wingbeat_hard_per_session",
+                "integer",
+                30,
+                "recordings per session of the hard wingbeat set OUT/wingbeat_hard (6 species × 4 sessions, "
+                "one species per session; 0 skips it)",
+                flag="--wingbeat-hard-per-session",
+            ),
+        ),
+    ),
     members=MEMBERS,
 )

@@ -53,6 +53,25 @@ def log_mel(audio: np.ndarray, cfg: FrontendConfig) -> tuple[np.ndarray, int]:
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).astype(np.float32), frames
 
 
+def log_spectrum(logmel: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """The mean log-mel power (dB) of each recording over its real frames: its log power
+    spectrum on the mel scale, (n, n_mels). The baseline model's input."""
+    real = np.arange(logmel.shape[2])[None, :] < np.asarray(frames)[:, None]
+    return (logmel * real[:, None, :]).sum(2) / np.maximum(real.sum(1), 1)[:, None]
+
+
+def classical_inputs(feats: dict, inputs: str) -> np.ndarray:
+    """The rows a classical model reads from a features file: ``engineered`` features or
+    the ``log_spectrum``."""
+    if inputs == "engineered":
+        return feats["engineered"]
+    if inputs == "log_spectrum":
+        if "logmel" not in feats:
+            raise InputFileError(Path("features"), "has no log-mel spectrograms (made by an older 'features')")
+        return log_spectrum(feats["logmel"], feats["frames"])
+    raise ValueError(f"unknown classical inputs {inputs!r}")
+
+
 def engineered_features(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     """Fundamental frequency, harmonic amplitude ratios, spectral shape and MFCC
     statistics of one recording (the full recording, not the cropped one)."""
@@ -101,7 +120,7 @@ def extract(rows: Iterable[dict], data_dir: Path, cfg: FrontendConfig, out: Path
 
     from insectml.wingbeat.audio import decode_wav
 
-    ids, labels, splits = [], [], []
+    ids, labels, splits, groups = [], [], [], []
     engineered, mels, frames = [], [], []
     rows = iter(rows)
     with tqdm(desc="features", unit="rec", disable=None) as bar:
@@ -113,6 +132,7 @@ def extract(rows: Iterable[dict], data_dir: Path, cfg: FrontendConfig, out: Path
                 ids.append(row["id"])
                 labels.append(row["label"])
                 splits.append(row["split"])
+                groups.append(str(row.get("group", row["id"])))
                 engineered.append(engineered_features(audio, cfg))
                 bar.update()
             mel, n = batch_log_mel(audios, cfg)
@@ -124,6 +144,7 @@ def extract(rows: Iterable[dict], data_dir: Path, cfg: FrontendConfig, out: Path
             ids=np.asarray(ids),
             labels=np.asarray(labels),
             split=np.asarray(splits),
+            groups=np.asarray(groups),
             engineered=np.stack(engineered),
             feature_names=np.asarray(feature_names()),
             logmel=np.concatenate(mels),
@@ -136,7 +157,7 @@ def extract(rows: Iterable[dict], data_dir: Path, cfg: FrontendConfig, out: Path
 
 # The arrays of a features file with one entry per manifest row; the others (feature
 # names, front-end, dataset) are the same in every chunk's file.
-ROW_ARRAYS = ("ids", "labels", "split", "engineered", "logmel", "frames")
+ROW_ARRAYS = ("ids", "labels", "split", "groups", "engineered", "logmel", "frames")
 
 
 def gather_features(parts: Sequence[Path], manifest: Path, out: Path) -> int:
@@ -252,4 +273,6 @@ def load_features(path: Path) -> dict:
     if missing:
         raise InputFileError(path, f"features file lacks {', '.join(sorted(missing))}")
     out["frontend"] = FrontendConfig.from_dict(json.loads(str(out["frontend"])))
+    if "groups" not in out:  # written before groups were kept: each recording its own group
+        out["groups"] = out["ids"].astype(str)
     return out

@@ -1,4 +1,7 @@
-"""Train a classical wingbeat model on engineered features."""
+"""Train a wingbeat model with a scikit-learn head on fixed inputs: ``features`` (engineered
+features + a classifier), ``rocket`` (MiniRocket features of the log-mel frames + logistic
+regression) or ``baseline`` (the mean log-mel power spectrum + logistic regression, the
+cheap model every comparison shows beside the others)."""
 
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ from insectml.metrics import classification_metrics
 from insectml.modeldir import write_model_dir
 from insectml.runparams import GENERAL
 from insectml.wingbeat.family import PARAMS as P
-from insectml.wingbeat.features import load_features
+from insectml.wingbeat.features import classical_inputs, load_features
+from insectml.wingbeat.folds import select_rows, write_heldout
 from insectml.wingbeat.models import create_classical
+from insectml.wingbeat.rocket import make_rocket_head
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +35,18 @@ class TrainConfig:
     overrides: dict[str, str] = field(default_factory=dict)
     seed: int = GENERAL.default("seed")
     threads: int = 1
+    model: str = "features"  # or "baseline"
+    folds: Path | None = None  # folds.json of 'insectml cv plan'
+    fold: int | None = None  # the fold held out; None with folds: the refit on all non-test data
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Fit on the train split, score the val split, and write a model directory:
-    ``model.joblib``, ``config.json``, ``labels.json``, ``lineage.json``, ``train_metrics.json``."""
+    """Fit on the rows of the task's role (:mod:`.folds`), score the held-out ones, and
+    write a model directory: ``model.joblib``, ``config.json``, ``labels.json``,
+    ``lineage.json``, ``train_metrics.json`` (and ``heldout.npz`` for a fold)."""
     import joblib
+
+    from insectml.stats import fit_temperature
 
     started = lineage.now()
     feats = load_features(cfg.features)
@@ -43,39 +54,60 @@ def train(cfg: TrainConfig) -> dict:
     classes = dataset.get("classes") or sorted(set(feats["labels"].tolist()))
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[label] for label in feats["labels"]])
-    X = feats["engineered"]
-    train_mask, val_mask = feats["split"] == "train", feats["split"] == "val"
-    if not train_mask.any() or not val_mask.any():
-        raise ConfigError(f"{cfg.features}: needs samples in both the train and val splits")
-
-    estimator = create_classical(cfg.classifier, cfg.seed, cfg.overrides, cfg.threads)
-    log.info("fitting %s on %d recordings (%d features)", cfg.classifier, int(train_mask.sum()), X.shape[1])
-    tic = time.perf_counter()
-    estimator.fit(X[train_mask], y[train_mask])
-    fit_seconds = time.perf_counter() - tic
-    val = classification_metrics(y[val_mask], estimator.predict(X[val_mask]), classes)
-    log.info("val accuracy %.3f, macro-F1 %.3f", val["accuracy"], val["macro_f1"])
-
+    if cfg.model not in INPUTS:
+        raise ConfigError(f"not a wingbeat model with a scikit-learn head: {cfg.model}")
+    inputs = INPUTS[cfg.model]
+    classifier = {"features": cfg.classifier, "baseline": BASELINE_CLASSIFIER, "rocket": "logistic_regression"}[
+        cfg.model
+    ]
+    rows = select_rows(feats, cfg.features, cfg.folds, cfg.fold)
     out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
+
+    tic = time.perf_counter()
+    if cfg.model == "rocket":
+        x_train, x_held = _rocket_inputs(feats, rows, cfg.seed, cfg.threads, out)
+        estimator = make_rocket_head(cfg.seed)
+    else:
+        X = classical_inputs(feats, inputs)
+        x_train, x_held = X[rows.train], X[rows.held]
+        estimator = create_classical(
+            classifier, cfg.seed, cfg.overrides if cfg.model == "features" else {}, cfg.threads
+        )
+    log.info("fitting %s on %d recordings (%d %s inputs)", classifier, len(x_train), x_train.shape[1], inputs)
+    estimator.fit(x_train, y[rows.train])
+    fit_seconds = time.perf_counter() - tic
+
+    val, temperature = None, 1.0
+    if rows.held.any():
+        probs = estimator.predict_proba(x_held)
+        val = classification_metrics(y[rows.held], probs.argmax(1), classes)
+        log.info("%s accuracy %.3f, macro-F1 %.3f", rows.role, val["accuracy"], val["macro_f1"])
+        if rows.role == "val":
+            temperature = fit_temperature(np.log(np.clip(probs, 1e-12, None)), y[rows.held])
+        else:
+            write_heldout(out, feats, rows, y, probs, logits=False)
     joblib.dump(estimator, out / "model.joblib")
     config = {
         "family": "wingbeat",
-        "kind": "classical",
-        "model": "features",
-        "classifier": cfg.classifier,
+        "kind": "rocket" if cfg.model == "rocket" else "classical",
+        "model": cfg.model,
+        "inputs": inputs,
+        "classifier": classifier,
         "hyperparameters": {k: _jsonable(v) for k, v in estimator.named_steps["model"].get_params().items()},
         "frontend": feats["frontend"].to_dict(),
-        "feature_names": feats["feature_names"].tolist(),
+        "feature_names": feats["feature_names"].tolist() if inputs == "engineered" else [],
+        **calibration(rows.role, temperature),
     }
-    train_metrics = {"val": val, "fit_seconds": round(fit_seconds, 3), "n_train": int(train_mask.sum())}
+    train_metrics = {"val": val, "fit_seconds": round(fit_seconds, 3), "n_train": int(rows.train.sum())}
     record = lineage.collect(
         params={
-            "model": "features",
-            "classifier": cfg.classifier,
+            "model": cfg.model,
+            "classifier": classifier,
             "overrides": cfg.overrides,
             "frontend": feats["frontend"].to_dict(),
             "split": dataset.get("split", {}),
+            "rows": rows.lineage(),
         },
         seed=cfg.seed,
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},
@@ -83,6 +115,35 @@ def train(cfg: TrainConfig) -> dict:
     )
     write_model_dir(out, config=config, labels=classes, train_metrics=train_metrics, lineage=record)
     return train_metrics
+
+
+# What each model reads from the features file.
+INPUTS = {"features": "engineered", "baseline": "log_spectrum", "rocket": "minirocket"}
+# The baseline's classifier: linear, so it shows what the spectrum alone separates.
+BASELINE_CLASSIFIER = "logistic_regression"
+
+
+def _rocket_inputs(feats: dict, rows, seed: int, threads: int, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """MiniRocket fitted on the training rows' centred log-mels, saved to ``out``; the
+    features of the training and held-out rows."""
+    import torch
+
+    from insectml.wingbeat.rocket import ROCKET_STATE, MiniRocket, centre_channels, save_transform
+
+    torch.set_num_threads(threads)
+    x, frames = feats["logmel"], feats["frames"]
+    train = centre_channels(x[rows.train], frames[rows.train])
+    transform = MiniRocket(seed=seed).fit(train, frames[rows.train])
+    save_transform(transform, out / ROCKET_STATE)
+    held = centre_channels(x[rows.held], frames[rows.held])
+    return transform.transform(train, frames[rows.train]), transform.transform(held, frames[rows.held])
+
+
+def calibration(role: str, temperature: float) -> dict:
+    """config.json's calibration entries: the temperature predictions are divided by
+    (on logits; on log-probabilities for classical models) and what it was fitted on."""
+    fitted_on = {"val": "val split", "fold": None, "refit": "pending: insectml wingbeat cv"}[role]
+    return {"temperature": round(float(temperature), 6), "temperature_fitted_on": fitted_on}
 
 
 def _jsonable(value: object) -> object:

@@ -19,7 +19,9 @@ from insectml.modeldir import write_model_dir
 from insectml.training.loop import LoopConfig, config_fingerprint, declared_loop, fit, lineage_settings
 from insectml.wingbeat.family import PARAMS
 from insectml.wingbeat.features import load_features
+from insectml.wingbeat.folds import select_rows, write_heldout
 from insectml.wingbeat.nets import count_parameters, create_net
+from insectml.wingbeat.train import calibration
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ class NetConfig:
     weights: Path | None = None
     loop: LoopConfig = field(default_factory=partial(declared_loop, PARAMS))
     augment: bool = True
+    folds: Path | None = None  # folds.json of 'insectml cv plan'
+    fold: int | None = None  # the fold held out; None with folds: the refit on all non-test data
 
 
 class SpectrogramSet(torch.utils.data.Dataset):
@@ -85,9 +89,14 @@ def predict_logits(
 
 
 def train_net(cfg: NetConfig) -> dict:
-    """Fit on train, early-stop on val macro-F1, and write a model directory:
+    """Fit on the rows of the task's role (:mod:`.folds`) and write a model directory:
     ``weights.pt``, ``config.json``, ``labels.json``, ``lineage.json``,
-    ``train_metrics.json``, ``history.jsonl``, ``checkpoints/last.pt``."""
+    ``train_metrics.json``, ``history.jsonl``, ``checkpoints/last.pt`` (and ``heldout.npz``
+    for a fold). Without folds: early stopping on the val split's macro-F1, the temperature
+    fitted on its logits. In a fold or the refit: a fixed budget of ``epochs`` (the last
+    epoch's weights), so the folds estimate what the refit does."""
+    from insectml.stats import fit_temperature
+
     started = lineage.now()
     feats = load_features(cfg.features)
     if "logmel" not in feats:
@@ -96,10 +105,9 @@ def train_net(cfg: NetConfig) -> dict:
     classes = dataset.get("classes") or sorted(set(feats["labels"].tolist()))
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[label] for label in feats["labels"]])
-    x, frames, split = feats["logmel"], feats["frames"], feats["split"]
-    tr, va = split == "train", split == "val"
-    if not tr.any() or not va.any():
-        raise ConfigError(f"{cfg.features}: needs samples in both the train and val splits")
+    x, frames = feats["logmel"], feats["frames"]
+    rows = select_rows(feats, cfg.features, cfg.folds, cfg.fold)
+    tr, va = rows.train, rows.held
     real = np.concatenate([x[i, :, : frames[i]].ravel() for i in np.flatnonzero(tr)])
     norm = (float(real.mean()), float(real.std() + 1e-6))
     train_set = SpectrogramSet(x[tr], frames[tr], y[tr], norm, augment=cfg.augment)
@@ -115,7 +123,7 @@ def train_net(cfg: NetConfig) -> dict:
         xb, fb, yb = (t.to(device) for t in batch)
         return loss_fn(model(xb, fb), yb)
 
-    def validate(model, device):
+    def validate(model, device) -> dict:
         logits = predict_logits(model, val_set, device)
         m = classification_metrics(y[va], logits.argmax(1).numpy(), classes)
         return {
@@ -124,14 +132,27 @@ def train_net(cfg: NetConfig) -> dict:
             "loss": float(loss_fn(logits, torch.as_tensor(y[va]))),
         }
 
-    loop = replace(cfg.loop, out_dir=cfg.out_dir, monitor="macro_f1", fingerprint=config_fingerprint(cfg, "features"))
+    keep = "best" if rows.role == "val" else "last"
+    loop = replace(
+        cfg.loop,
+        out_dir=cfg.out_dir,
+        monitor="macro_f1",
+        keep=keep,
+        fingerprint=config_fingerprint(cfg, "features", "folds"),
+    )
     tic = time.perf_counter()
-    summary = fit(model, train_set, step, validate, loop)
+    summary = fit(model, train_set, step, validate if va.any() else None, loop)
     fit_seconds = time.perf_counter() - tic
     model.eval()
-    with torch.no_grad():
-        val_pred = predict_logits(model, val_set, next(model.parameters()).device).argmax(1).numpy()
-    val = classification_metrics(y[va], val_pred, classes)
+    val, temperature = None, 1.0
+    if va.any():
+        with torch.no_grad():
+            logits = predict_logits(model, val_set, next(model.parameters()).device).numpy()
+        val = classification_metrics(y[va], logits.argmax(1), classes)
+        if rows.role == "val":
+            temperature = fit_temperature(logits, y[va])
+        else:
+            write_heldout(cfg.out_dir, feats, rows, y, logits, logits=True)
 
     config = {
         "family": "wingbeat",
@@ -141,6 +162,7 @@ def train_net(cfg: NetConfig) -> dict:
         "frontend": feats["frontend"].to_dict(),
         "norm": {"mean": norm[0], "std": norm[1]},
         "n_parameters": count_parameters(model),
+        **calibration(rows.role, temperature),
     }
     train_metrics = {"val": val, "fit_seconds": round(fit_seconds, 3), "n_train": int(tr.sum()), **summary}
     record = lineage.collect(
@@ -152,6 +174,7 @@ def train_net(cfg: NetConfig) -> dict:
             "augment": cfg.augment,
             "frontend": feats["frontend"].to_dict(),
             "split": dataset.get("split", {}),
+            "rows": rows.lineage(),
         },
         seed=loop.seed,
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},

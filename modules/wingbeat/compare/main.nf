@@ -21,6 +21,7 @@ process WINGBEAT_COMPARE {
     insectml wingbeat compare \\
         --models ${models} \\
         --evaluations ${evaluations} \\
+        --seed ${meta.seed} \\
         --out comparison \\
         ${sweep_table} \\
         ${args}

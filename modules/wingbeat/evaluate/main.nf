@@ -19,6 +19,7 @@ process WINGBEAT_EVALUATE {
     insectml wingbeat evaluate \\
         --model ${model} \\
         --features ${features} \\
+        --seed ${meta.seed} \\
         --out evaluation \\
         ${args}
     insectml versions --process ${task.process} > versions.yml

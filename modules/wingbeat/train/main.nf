@@ -1,10 +1,10 @@
 process WINGBEAT_TRAIN {
-    tag "${meta.id}:${meta.model}${meta.config ? ':' + meta.config : ''}"
+    tag "${meta.id}:${meta.model}${meta.config ? ':' + meta.config : ''}${meta.role == 'fold' ? ':fold' + meta.fold : meta.role == 'refit' ? ':refit' : ''}"
     label 'process_medium'
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(features)
+    tuple val(meta), path(features), path(folds)   // folds: folds.json with meta.role fold/refit, else []
 
     output:
     tuple val(meta), path('model'), emit: model
@@ -16,6 +16,7 @@ process WINGBEAT_TRAIN {
     script:
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
+    def cv = folds ? "--folds ${folds}" + (meta.role == 'fold' ? " --fold ${meta.fold}" : '') : ''
     """
     insectml wingbeat train \\
         --features ${features} \\
@@ -23,6 +24,7 @@ process WINGBEAT_TRAIN {
         --seed ${meta.seed} \\
         --threads ${task.cpus} \\
         --out model \\
+        ${cv} \\
         ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml

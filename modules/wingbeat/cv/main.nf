@@ -1,0 +1,32 @@
+process WINGBEAT_CV {
+    tag "${meta.id}:${meta.model}"
+    label 'process_single'
+
+    input:
+    tuple val(meta), path(refit, stageAs: 'refit'), path(folds, stageAs: 'fold_?')
+
+    output:
+    tuple val(meta), path('model'), emit: model
+    path 'versions.yml'           , emit: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    insectml wingbeat cv \\
+        --refit refit \\
+        --folds-models ${folds} \\
+        --seed ${meta.seed} \\
+        --out model \\
+        ${args}
+    insectml versions --process ${task.process} > versions.yml
+    """
+
+    stub:
+    """
+    cp -r refit model
+    insectml versions --process ${task.process} > versions.yml
+    """
+}
