@@ -92,9 +92,9 @@ train-cluster: setup data  ## nextflow run -profile slurm --task $(TASK) [--slur
 	nextflow run train_evaluate.nf -profile slurm --task $(TASK) --outdir $(OUTDIR) -resume \
 	  $(if $(SLURM_QUEUE),--slurm_queue $(SLURM_QUEUE)) $(if $(SLURM_ACCOUNT),--slurm_account $(SLURM_ACCOUNT)) $(NXF_ARGS)
 
-release: setup  ## insectml release $(RESULTS) --name $(MODEL) [--stage $(STAGE)] [--allow-below-baseline if ALLOW_BELOW_BASELINE is set] into $(STORE)
+release: setup  ## insectml release $(RESULTS) --name $(MODEL) [--stage $(STAGE)] [--allow-below-baseline if ALLOW_BELOW_BASELINE=true] into $(STORE)
 	bin/insectml release $(RESULTS) --name $(MODEL) --store $(STORE) $(if $(STAGE),--stage $(STAGE)) \
-	  $(if $(ALLOW_BELOW_BASELINE),--allow-below-baseline)
+	  $(if $(filter 1 yes true,$(ALLOW_BELOW_BASELINE)),--allow-below-baseline)
 
 push-tags:  ## push release tags (name@vX.Y.Z, name#stage#N) to origin
 	git push origin --tags

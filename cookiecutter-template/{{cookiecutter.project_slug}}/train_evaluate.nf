@@ -20,7 +20,7 @@ include { {{ wf }} } from './workflows/{{ cookiecutter.family }}'
 workflow {
     validateParams()
 {%- if cookiecutter.family == 'wingbeat' %}
-    WINGBEAT ( familyInput('wingbeat'), params.wingbeat_models.tokenize(',')*.trim(), sweepPlan([ 'wingbeat' ]), params.chunk_size )
+    WINGBEAT ( familyInput('wingbeat'), params.wingbeat_models.tokenize(',')*.trim(), sweepPlan([ 'wingbeat' ]), params.chunk_size, params.cv_folds )
 {%- elif cookiecutter.family == 'detector' %}
     DETECTOR ( familyInput('detector'), params.chunk_size )
 {%- else %}
