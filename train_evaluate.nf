@@ -31,7 +31,7 @@ workflow {
         ch_versions = ch_versions.mix(DETECTOR.out.versions)
     }
     if ('fewshot' in tasks) {
-        FEWSHOT ( familyInput('fewshot'), sweep.task == 'fewshot' ? sweep : [:], params.chunk_size )
+        FEWSHOT ( familyInput('fewshot'), sweep.task == 'fewshot' ? sweep : [:], params.chunk_size, params.cv_folds )
         ch_versions = ch_versions.mix(FEWSHOT.out.versions)
     }
 

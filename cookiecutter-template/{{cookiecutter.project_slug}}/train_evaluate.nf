@@ -24,7 +24,7 @@ workflow {
 {%- elif cookiecutter.family == 'detector' %}
     DETECTOR ( familyInput('detector'), params.chunk_size )
 {%- else %}
-    FEWSHOT ( familyInput('fewshot'), sweepPlan([ 'fewshot' ]), params.chunk_size )
+    FEWSHOT ( familyInput('fewshot'), sweepPlan([ 'fewshot' ]), params.chunk_size, params.cv_folds )
 {%- endif %}
     PIPELINE_COMPLETION ( {{ wf }}.out.versions )
 }

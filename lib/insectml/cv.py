@@ -9,8 +9,13 @@ chosen by the macro-F1 of these out-of-fold predictions, then refit on all non-t
 and scored once on test. The temperature that calibrates a model's probabilities is fitted
 on its out-of-fold predictions too.
 
+Class-disjoint families (few-shot: the embedder learns base classes and is judged on novel
+ones) cut folds of classes instead (``unit="class"``: each class is its own group, so no
+class is on two sides): every non-test class is held out once, from a model trained on the
+other folds' classes.
+
 ``folds.json`` (``insectml cv plan``) is the plan every training task reads: the fold of
-each group, the seed, and why this many folds.
+each group (or class), the seed, and why this many folds.
 """
 
 from __future__ import annotations
@@ -33,11 +38,25 @@ log = logging.getLogger(__name__)
 AUTO_MIN_GROUPS = 8
 AUTO_FOLDS = 5
 POOL = ("train", "val")
+UNITS = ("group", "class")
+# --cv_folds auto with folds of classes: cross-validate when fewer than this many classes lie
+# outside test. At the default few-shot fractions (val 0.15, test 0.25) such a pool holds
+# fewer than 10 validation classes, so early stopping, the open-set threshold and the
+# temperature would all be chosen on 5-way episodes drawn again and again from a handful of
+# classes. Few-shot data has hundreds of classes: auto normally means one train/val split.
+AUTO_MIN_CLASSES = 50
+# Each held-out fold must allow a 5-way episode.
+MIN_CLASSES_PER_FOLD = 5
 SELECTED_BY = "cv_macro_f1"
 RULE = (
     "each model is trained once per fold on the other folds; the model with the highest macro-F1 of its "
     "out-of-fold predictions (every non-test recording predicted once, by a model that never saw its group) "
     "is chosen, refit on all non-test data and scored once on test"
+)
+CLASS_RULE = (
+    "each fold's classes are held out once: the model is trained for a fixed budget on the other folds' classes "
+    "and scored on episodes of the held-out classes it never saw; the refit on every non-test class, calibrated "
+    "on the held-out folds, is scored once on the test classes"
 )
 
 
@@ -82,21 +101,69 @@ def resolve_folds(requested: str | int, labels: Sequence[str], groups: Sequence[
     return k, reason
 
 
-def plan(rows: Sequence[dict], requested: str | int, seed: int) -> dict:
+def resolve_class_folds(requested: str | int, labels: Sequence[str]) -> tuple[int, str]:
+    """The number of folds of classes for the pool's ``labels``, and why: every fold must
+    hold at least ``MIN_CLASSES_PER_FOLD`` classes."""
+    k = parse_requested(requested)
+    n = len(set(labels))
+    most = n // MIN_CLASSES_PER_FOLD
+    if k is None:
+        if n >= AUTO_MIN_CLASSES:
+            return 0, f"auto: {n} classes outside test (at least {AUTO_MIN_CLASSES}), so one train/val split"
+        if most < 2:
+            return 0, (
+                f"auto: only {n} classes outside test, too few for 2 folds of {MIN_CLASSES_PER_FOLD} classes, "
+                "so one train/val split"
+            )
+        k = min(AUTO_FOLDS, most)
+        return k, (
+            f"auto: only {n} classes outside test (fewer than {AUTO_MIN_CLASSES}), so {k}-fold cross-validation "
+            "by class"
+        )
+    if k and k > most:
+        hint = f"use at most {most}" if most >= 2 else "use 0"
+        raise ConfigError(
+            f"--cv-folds {k}: the data outside test has {n} classes, too few for {k} folds of at least "
+            f"{MIN_CLASSES_PER_FOLD} classes (a 5-way episode); {hint}"
+        )
+    return k, f"--cv_folds {k}"
+
+
+def _deal_classes(labels: Sequence[str], k: int, seed: int) -> list[int]:
+    """The fold of each row when whole classes are dealt into ``k`` folds: the sorted
+    classes shuffled with ``seed``, the i-th of them to fold i mod k (fold sizes differ by
+    at most one class)."""
+    classes = sorted(set(labels))
+    order = np.random.default_rng(seed).permutation(len(classes))
+    fold_of_class = {classes[c]: rank % k for rank, c in enumerate(order)}
+    return [fold_of_class[label] for label in labels]
+
+
+def plan(rows: Sequence[dict], requested: str | int, seed: int, unit: str = "group") -> dict:
     """The folds of a manifest's non-test rows (``rows``: manifest rows with label, group
-    and split), as written to ``folds.json``."""
+    and split), as written to ``folds.json``. ``unit``: ``group`` (folds of the rows'
+    groups, stratified by class) or ``class`` (folds of whole classes; ``group_fold`` then
+    maps each class to its fold)."""
+    if unit not in UNITS:
+        raise ConfigError(f"--unit {unit!r}: expected one of {', '.join(UNITS)}")
     pool = [r for r in rows if r["split"] in POOL]
     if not pool:
         raise ConfigError("the manifest has no train or val rows to cross-validate")
     labels = [r["label"] for r in pool]
-    groups = [str(r["group"]) for r in pool]
-    k, reason = resolve_folds(requested, labels, groups)
+    by_class = unit == "class"
+    groups = labels if by_class else [str(r["group"]) for r in pool]
+    k, reason = resolve_class_folds(requested, labels) if by_class else resolve_folds(requested, labels, groups)
     result = {"requested": str(requested), "k": k, "seed": seed, "reason": reason, "warnings": []}
+    if by_class:
+        result["unit"] = "class"  # folds.json of the group unit stays as it was before units existed
     if not k:
         return result | {"group_fold": {}, "folds": []}
-    from insectml.data.split import grouped_kfold
+    if by_class:
+        fold_of_row = _deal_classes(labels, k, seed)
+    else:
+        from insectml.data.split import grouped_kfold
 
-    fold_of_row = grouped_kfold(labels, groups, k, seed, require_every_class=False, unit="group")
+        fold_of_row = grouped_kfold(labels, groups, k, seed, require_every_class=False, unit="group")
     group_fold = {g: int(f) for g, f in zip(groups, fold_of_row, strict=True)}
     folds = []
     for f in range(k):
@@ -109,14 +176,16 @@ def plan(rows: Sequence[dict], requested: str | int, seed: int) -> dict:
                 "per_class": dict(sorted(Counter(labels[i] for i in members).items())),
             }
         )
-    for label in sorted(set(labels)):
+    # a class is its own unit: one fold by design, nothing to warn about
+    for label in [] if by_class else sorted(set(labels)):
         held = {group_fold[g] for lab, g in zip(labels, groups, strict=True) if lab == label}
         if len(held) == 1:
             result["warnings"].append(
                 f"class '{label}' has one group outside test: in its fold it is absent from training, so its "
                 "out-of-fold predictions say how the model does on a class it never saw"
             )
-    return result | {"group_fold": dict(sorted(group_fold.items())), "folds": folds, "rule": RULE}
+    rule = CLASS_RULE if by_class else RULE
+    return result | {"group_fold": dict(sorted(group_fold.items())), "folds": folds, "rule": rule}
 
 
 def load_plan(path: Path) -> dict:
@@ -189,20 +258,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     from insectml.cliargs import add_param, existing_file
     from insectml.runparams import GENERAL
 
-    cv = sub.add_parser("cv", help="grouped k-fold cross-validation")
+    cv = sub.add_parser("cv", help="grouped (or class-disjoint) k-fold cross-validation")
     cv_sub = cv.add_subparsers(dest="cv_command", metavar="COMMAND", required=True)
     p = cv_sub.add_parser(
         "plan",
-        help="cut a manifest's non-test rows into folds by group (folds.json)",
+        help="cut a manifest's non-test rows into folds by group or by class (folds.json)",
         description="Read manifest.jsonl (from a family's 'validate'); assign each group outside the test split "
         "to one of K folds, stratified by class, and write folds.json (the fold of each group, the seed, the "
         "reason for K). With --cv-folds auto: cross-validation when some class has fewer than "
         f"{AUTO_MIN_GROUPS} groups outside test ({AUTO_FOLDS} folds, or as many as there are groups), else K = 0 "
-        "(one train/val split).",
+        "(one train/val split). With --unit class (class-disjoint families: few-shot) whole classes are dealt "
+        f"into folds of at least {MIN_CLASSES_PER_FOLD} classes, and auto means {AUTO_FOLDS} folds (fewer when "
+        f"the classes do not fill them) when fewer than {AUTO_MIN_CLASSES} classes lie outside test, else K = 0.",
     )
     p.add_argument("--manifest", type=existing_file, required=True, help="manifest.jsonl from 'validate'")
     add_param(p, GENERAL, "cv_folds")
     add_param(p, GENERAL, "seed")
+    p.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="group",
+        help="what a fold holds: groups (default; stratified by class) or whole classes (class-disjoint folds)",
+    )
     p.add_argument("--out", type=Path, default=Path("folds.json"), help="output file (default: folds.json)")
     p.set_defaults(func=_plan)
 
@@ -212,7 +289,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     from insectml.data.manifest import read_manifest
 
-    result = plan(read_manifest(args.manifest), args.cv_folds, args.seed)
+    result = plan(read_manifest(args.manifest), args.cv_folds, args.seed, args.unit)
     write_json_atomic(args.out, result, indent=2)
     for warning in result["warnings"]:
         log.warning(warning)

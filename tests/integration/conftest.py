@@ -70,6 +70,22 @@ def fewshot_run(repo_root, tool_env, tmp_path_factory):
     return cwd / "results" / "fewshot"
 
 
+# The cross-validated few-shot run: 3 folds of classes; 40 classes (30 outside test, so
+# folds of 10) and 6 epochs per training task keep its 4 trainings short.
+FEWSHOT_CV_ARGS = ("--task", "fewshot", "--cv_folds", "3", "--fewshot_max_classes", "40", "--fewshot_epochs", "6")
+
+
+@pytest.fixture(scope="session")
+def fewshot_cv_run(repo_root, tool_env, tmp_path_factory):
+    """``-profile test`` with ``FEWSHOT_CV_ARGS``; its results/fewshot folder."""
+    if not (repo_root / "data" / "fewshot" / "images").is_dir():
+        pytest.fail("data/fewshot is missing: run 'make data' (dvc pull) first")
+    cwd = tmp_path_factory.mktemp("nf-fewshot-cv")
+    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", *FEWSHOT_CV_ARGS, "--outdir", str(cwd / "results"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return cwd / "results" / "fewshot"
+
+
 # The cross-validated run: the hard wingbeat demo (few sessions per species), 3 folds.
 CV_ARGS = (
     "--task", "wingbeat",

@@ -1,9 +1,13 @@
 """The few-shot family through the real Nextflow engine (-profile test), and its archive
 served by a real Multi Model Server: a class enrolled without retraining is recognised
-after the new archive is registered next to the old one."""
+after the new archive is registered next to the old one. Cross-validation by class
+(--cv_folds 3): a task per held-out fold and the refit, the CV summary in the evaluation,
+the packaged refit calibrated on the held-out folds."""
 
+import csv
 import json
 import urllib.error
+import zipfile
 
 import pytest
 from insectml.serving.mms import ServerConfig, predict, register, start, stop, unregister
@@ -105,3 +109,50 @@ def test_enrolled_class_is_recognised_by_the_served_model(fewshot_run, repo_root
             predict(cfg.inference_url, "fewshot", held_out[0].read_bytes(), content_type="image/png")
     finally:
         stop(cfg.state_dir)
+
+
+def test_without_cv_the_model_is_calibrated_on_the_val_classes(fewshot_run):
+    config = json.loads((fewshot_run / "model" / "config.json").read_text())
+    metrics = json.loads((fewshot_run / "evaluation" / "metrics.json").read_text())
+    plan = json.loads((fewshot_run / "folds.json").read_text())
+    assert plan["k"] == 0 and plan["reason"].startswith("auto: 60 classes outside test")
+    assert config["temperature_fitted_on"].startswith("val classes") and metrics["cv"] is None
+    assert metrics["calibration"]["temperature"] == config["temperature"]
+
+
+def _trace(results) -> list[dict]:
+    info = results.parent / "pipeline_info"
+    newest = max(info.glob("execution_trace_*.txt"), key=lambda p: p.stat().st_mtime)
+    with newest.open() as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_every_fold_of_classes_and_the_refit_is_its_own_task(fewshot_cv_run):
+    rows = _trace(fewshot_cv_run)
+    tags = sorted(r["tag"] for r in rows if r["process"].endswith("FEWSHOT_TRAIN"))
+    assert tags == ["fewshot:fold0", "fewshot:fold1", "fewshot:fold2", "fewshot:refit"]
+    assert [r["tag"] for r in rows if r["process"].endswith("FEWSHOT_CV")] == ["fewshot"]
+    plan = json.loads((fewshot_cv_run / "folds.json").read_text())
+    assert plan["unit"] == "class" and plan["k"] == 3
+
+
+def test_the_evaluation_reports_the_cv_with_its_interval_and_baselines(fewshot_cv_run):
+    metrics = json.loads((fewshot_cv_run / "evaluation" / "metrics.json").read_text())
+    one = metrics["cv"]["episodes_5way_1shot"]
+    assert set(one) == {"model", "colour_histogram", "random_init"} and one["model"]["n"] == 3
+    assert one["model"]["low"] <= one["model"]["mean"] <= one["model"]["high"]
+    assert metrics["cv"]["verdict"]["baseline"] in ("colour_histogram", "random_init")
+    assert 0 <= metrics["calibration"]["ece"] <= 1
+    report = (fewshot_cv_run / "evaluation" / "report.html").read_text()
+    assert "CV 5-way 1-shot (3 folds" in report and "Cross-validation" in report
+
+
+def test_the_packaged_model_is_the_refit_calibrated_on_the_held_out_folds(fewshot_cv_run):
+    cv = json.loads((fewshot_cv_run / "model" / "cv.json").read_text())
+    with zipfile.ZipFile(fewshot_cv_run / "archive" / "fewshot.mar") as mar:
+        config = json.loads(mar.read("config.json"))
+        gallery = json.loads(mar.read("gallery/gallery.json"))
+        lineage = json.loads(mar.read("lineage.json"))
+    assert config["temperature"] == cv["temperature"] == gallery["temperature"]
+    assert config["temperature_fitted_on"] == "held-out folds (3 folds of classes, nearest prototype)"
+    assert lineage["params"]["rows"]["role"] == "refit" and lineage["cv"]["k"] == 3

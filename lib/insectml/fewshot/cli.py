@@ -1,4 +1,4 @@
-"""``insectml fewshot …``: validate, train, evaluate, gallery, enrol, predict."""
+"""``insectml fewshot …``: validate, train, cv, evaluate, enrol, predict."""
 
 from __future__ import annotations
 
@@ -76,14 +76,43 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train the embedder on base classes (metric learning); early stopping on novel episodes",
         description="timm backbone (pretrained=False; --weights PATH for local weights) + projection head with "
-        "L2-normalised output, trained with the shared loop on class-balanced batches. Early stopping on "
-        "5-way 1-shot episode accuracy over the novel validation classes.",
+        "L2-normalised output, trained with the shared loop on class-balanced batches. Without --folds: on the "
+        "base classes, early stopping on 5-way 1-shot episode accuracy over the novel validation classes, and "
+        "the temperature of the probabilities (softmax of cosine / T) fitted on their nearest-prototype "
+        "classification (config.json). With --folds (a plan of classes, 'insectml cv plan --unit class') and "
+        "--fold I: --epochs on every non-test class outside fold I, then fold I's classes scored "
+        "(heldout.npz: episodes of the model and the baselines, prototype cosines, open-set scores). With "
+        "--folds alone: the refit on every non-test class (calibrated by 'fewshot cv').",
     )
     add_manifest_args(p)
     add_step_params(p, P, "train", skip=tuple(f"fewshot_{n}" for n in LOOP_PARAMS))
     add_loop_args(p, P, GENERAL)
     p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
+    p.add_argument(
+        "--folds", type=existing_file, help="folds.json of 'insectml cv plan --unit class': cross-validation"
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        help="with --folds: the fold of classes to hold out (0..K-1); without it, the refit on every non-test class",
+    )
     p.set_defaults(func=_train)
+
+    p = steps.add_parser(
+        "cv",
+        help="join the folds: CV episode accuracy with t-intervals and baselines, the refit calibrated on them",
+        description="Read the held-out scores (heldout.npz) of every fold task and the refit; write --out: a "
+        "copy of the refit model folder whose temperature and open-set threshold are fitted on the held-out "
+        "folds, with cv.json (per fold and over folds, mean ± 95%% t-interval: the 5-way 1-shot and 5-shot "
+        "episode accuracy of the model and the two baselines, the paired difference to the better baseline) "
+        "and reliability_cv.png.",
+    )
+    p.add_argument("--refit", type=existing_dir, required=True, help="the refit model folder ('train --folds')")
+    p.add_argument(
+        "--folds-models", type=existing_dir, nargs="+", required=True, help="the fold model folders ('train --fold')"
+    )
+    p.add_argument("--out", type=Path, default=Path("model"), help="output model folder (default: model)")
+    p.set_defaults(func=_cv)
 
     p = steps.add_parser(
         "evaluate",
@@ -115,7 +144,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=Path, help="images of the new class")
     p.set_defaults(func=_enrol)
 
-    p = steps.add_parser("predict", help="top-k classes (or unknown) for image files")
+    p = steps.add_parser(
+        "predict",
+        help="top-k classes (or unknown) for image files",
+        description="One JSON line per image: label (or unknown below the gallery's threshold), the cosine score, "
+        "the threshold, the model's temperature and the top-k classes, each with its cosine score and, when the "
+        "model has a temperature, its calibrated probability (softmax of cosine / T over every gallery class).",
+    )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     p.add_argument("--gallery", type=existing_dir, required=True, help="gallery folder")
     add_param(p, P, "fewshot_top_k", help="classes per answer (default: 5)")
@@ -180,10 +215,30 @@ def _train(args: argparse.Namespace) -> int:
             classes_per_batch=args.classes_per_batch,
             per_class=args.per_class,
             val_episodes=args.val_episodes,
+            folds=args.folds,
+            fold=args.fold,
             loop=LoopConfig(**loop_settings(args)),
         )
     )
-    print(json.dumps({k: v for k, v in result.items() if k.startswith("best")}))
+    print(json.dumps({k: v for k, v in result.items() if k.startswith("best") or k == "epochs"}))
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from insectml.fewshot.crossval import cross_validate
+
+    summary = cross_validate(args.refit, args.folds_models, args.out)
+    one = summary["episodes_5way_1shot"]
+    print(
+        json.dumps(
+            {
+                "k": summary["k"],
+                "5way1shot": one["model"] if one else None,
+                "temperature": summary["temperature"],
+                "threshold": summary["threshold"],
+            }
+        )
+    )
     return 0
 
 

@@ -2,8 +2,11 @@
 5-way 1-shot and 5-shot episodes with 95 % intervals, the same scores for two baselines
 (a colour histogram and the same network untrained) on the same episodes and a verdict
 on whether the model beats the better one, open-set AUROC and the calibrated "unknown"
-threshold, clustering (NMI/ARI, cluster → suggested class table), a 2-D map,
-metrics.json and report.html. Writes the serving gallery too."""
+threshold, the calibration of the probabilities (expected calibration error and a
+reliability diagram of nearest-prototype classification with the model's temperature),
+the cross-validation summary of a cross-validated model, clustering (NMI/ARI, cluster →
+suggested class table), a 2-D map, metrics.json and report.html. Writes the serving
+gallery too (with the model's temperature)."""
 
 from __future__ import annotations
 
@@ -19,13 +22,15 @@ from insectml.data.manifest import read_json, read_manifest
 from insectml.errors import ConfigError
 from insectml.fewshot.data import ImageSet
 from insectml.fewshot.embed import ColourHistogram, embed, episode_scores, episode_summary, load_embedder
-from insectml.fewshot.gallery import Gallery, calibrate_threshold
+from insectml.fewshot.gallery import Gallery, calibrate_threshold, probabilities
 from insectml.fewshot.model import create_embedder
 from insectml.fileio import open_atomic, write_json_atomic
 from insectml.sweep import table_html as sweep_html
 
+CV_JSON = "cv.json"  # in a cross-validated refit's model folder ('insectml fewshot cv')
 
-def _open_set(emb: np.ndarray, rows: list[dict], seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+
+def open_set_scores(emb: np.ndarray, rows: list[dict], seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Enrol a seeded half of the classes from their support images; best similarity of
     every query to that gallery, for queries of enrolled (known) and other (unknown) classes."""
     classes = sorted({r["label"] for r in rows})
@@ -120,16 +125,25 @@ EPISODE_SHOTS = {"episodes_5way_1shot": 1, "episodes_5way_5shot": 5}
 BASELINES = {"colour_histogram": "colour histogram", "random_init": "random init"}  # name → what the report says
 
 
+def prototype_classification(emb: np.ndarray, rows: list[dict]) -> tuple[Gallery, np.ndarray, np.ndarray]:
+    """Nearest-prototype classification of ``rows`` (with ``subset`` support/query): the
+    gallery of their support images (one prototype per class), the embeddings of their
+    query images, and each query's true class index in the gallery."""
+    labels = [r["label"] for r in rows]
+    support = [i for i, r in enumerate(rows) if r["subset"] == "support"]
+    query = [i for i, r in enumerate(rows) if r["subset"] == "query"]
+    gallery = Gallery.from_embeddings(emb[support], [labels[i] for i in support])
+    truth = np.asarray([gallery.classes.index(labels[i]) for i in query], dtype=np.int64)
+    return gallery, emb[query], truth
+
+
 def _score(emb: np.ndarray, rows: list[dict], episodes: int, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
     """Top-1/top-5 of the nearest prototype (from the support images) over every class of
     ``rows``, for their query images, and the 5-way episodes; with the per-episode
     accuracies, which pair up across embeddings of the same rows scored with the same seed."""
     labels = [r["label"] for r in rows]
-    support = [i for i, r in enumerate(rows) if r["subset"] == "support"]
-    query = [i for i, r in enumerate(rows) if r["subset"] == "query"]
-    gallery = Gallery.from_embeddings(emb[support], [labels[i] for i in support])
-    top, _ = gallery.classify(emb[query], k=5)
-    truth = np.asarray([gallery.classes.index(labels[i]) for i in query])
+    gallery, queries, truth = prototype_classification(emb, rows)
+    top, _ = gallery.classify(queries, k=5)
     per_episode = {name: episode_scores(emb, labels, 5, shot, episodes, seed) for name, shot in EPISODE_SHOTS.items()}
     scores = {
         "top1": float((top[:, 0] == truth).mean()),
@@ -139,7 +153,7 @@ def _score(emb: np.ndarray, rows: list[dict], episodes: int, seed: int) -> tuple
     return scores, per_episode
 
 
-def _baseline_embeddings(config: dict, images: ImageSet, seed: int, device: torch.device) -> dict[str, np.ndarray]:
+def baseline_embeddings(config: dict, images: ImageSet, seed: int, device: torch.device) -> dict[str, np.ndarray]:
     """The test images embedded by each baseline: an RGB histogram, and the model's
     architecture with its random initialisation (seeded; the caller's torch RNG is kept)."""
     with torch.random.fork_rng(devices=[]):
@@ -237,26 +251,28 @@ def evaluate_fewshot(
     size = config["image_size"]
     test_images = ImageSet(test, root, [], size, False)
     emb_test = embed(model, test_images, device)
-    emb_val = embed(model, ImageSet(val, root, [], size, False), device)
     labels = [r["label"] for r in test]
     out_dir.mkdir(parents=True, exist_ok=True)
 
     # the model and the baselines, scored by the same code on the same queries and episodes
-    embeddings = {"model": emb_test, **_baseline_embeddings(config, test_images, seed, device)}
+    embeddings = {"model": emb_test, **baseline_embeddings(config, test_images, seed, device)}
     scored = {name: _score(emb, test, episodes, seed) for name, emb in embeddings.items()}
     scores = {name: s for name, (s, _) in scored.items()}
     verdict = _verdict({name: p for name, (_, p) in scored.items()}, scores)
 
-    # open set: threshold calibrated on validation classes, AUROC and accuracy on test
-    val_known, val_unknown, _ = _open_set(emb_val, val, seed)
-    threshold = calibrate_threshold(val_known, val_unknown)
-    known, unknown, _ = _open_set(emb_test, test, seed)
+    # open set: threshold calibrated on classes the model never trained on (the val classes,
+    # or the held-out folds of cross-validation), AUROC and accuracy on test
+    threshold, threshold_from = _threshold(model, config, val, root, seed)
+    known, unknown, _ = open_set_scores(emb_test, test, seed)
     open_set = {
         "auroc": _auroc(known, unknown),
         "threshold": threshold,
+        "threshold_fitted_on": threshold_from,
         "known_accepted": float((known >= threshold).mean()) if len(known) else None,
         "unknown_rejected": float((unknown < threshold).mean()) if len(unknown) else None,
     }
+    calibration = _calibration(config, emb_test, test, out_dir / "reliability.png")
+    cv = read_json(model_dir / CV_JSON, "cross-validation summary") if (model_dir / CV_JSON).is_file() else None
     metrics = {
         "family": "fewshot",
         "backbone": config["backbone"],
@@ -269,6 +285,8 @@ def evaluate_fewshot(
         "baselines": {name: scores[name] for name in BASELINES},
         "verdict": verdict,
         "open_set": open_set,
+        "calibration": calibration,
+        "cv": cv,
         "clustering": _clusters(emb_test, labels, out_dir),
     }
     write_json_atomic(out_dir / "metrics.json", metrics)
@@ -277,6 +295,7 @@ def evaluate_fewshot(
     one, five = metrics["episodes_5way_1shot"], metrics["episodes_5way_5shot"]
     headline = {
         "verdict": verdict_sentence(verdict),
+        **(_cv_headline(cv) if cv else {}),
         "novel test classes": metrics["novel_classes"],
         "top-1 (nearest prototype, all novel classes)": metrics["top1"],
         "top-5": metrics["top5"],
@@ -287,23 +306,122 @@ def evaluate_fewshot(
         if five["mean"] is not None
         else f"— (only {five['eligible_classes']} classes have ≥ 6 images)",
         "open-set AUROC": open_set["auroc"],
-        "unknown threshold (cosine, from validation)": threshold,
+        f"unknown threshold (cosine, from the {threshold_from})": threshold,
+        "calibration (test, nearest prototype)": _calibration_sentence(calibration),
         **{
             f"{k} NMI / ARI": f"{v['nmi']:.3f} / {v['ari']:.3f} ({v['clusters']} clusters)"
             for k, v in metrics["clustering"].items()
         },
     }
+    images = [plot, *([out_dir / "reliability.png"] if calibration else [])]
+    if sweep and (sweep.parent / "sweep.png").is_file():
+        images.append(sweep.parent / "sweep.png")
     write_report(
         out_dir / "report.html",
         title=f"Few-shot embedder ({config['backbone']}, {config['loss']} loss) — novel test classes",
         headline=headline,
         per_class={},
-        images=[plot, *([sweep.parent / "sweep.png"] if sweep and (sweep.parent / "sweep.png").is_file() else [])],
+        images=images,
         lineage=lineage,
-        extra=_baseline_table(f"model ({config['backbone']}, {config['loss']} loss)", scores, episodes, seed)
+        extra=(_cv_table(cv) if cv else "")
+        + _baseline_table(f"model ({config['backbone']}, {config['loss']} loss)", scores, episodes, seed)
         + (sweep_html(json.loads(sweep.read_text())) if sweep else ""),
     )
     return metrics
+
+
+def _threshold(model: torch.nn.Module, config: dict, val: list[dict], root: Path, seed: int) -> tuple[float, str]:
+    """The open-set threshold and what it was fitted on: the model's own (config.json, from
+    the held-out folds of cross-validation: its refit trained on the val classes), else
+    calibrated here on the val classes."""
+    if config.get("threshold") is not None:
+        return float(config["threshold"]), config.get("threshold_fitted_on") or "model config"
+    emb_val = embed(model, ImageSet(val, root, [], config["image_size"], False), torch.device("cpu"))
+    val_known, val_unknown, _ = open_set_scores(emb_val, val, seed)
+    return calibrate_threshold(val_known, val_unknown), "val classes"
+
+
+def _calibration(config: dict, emb: np.ndarray, rows: list[dict], plot: Path) -> dict | None:
+    """The calibration of the model's probabilities (``softmax(cosine / T)``, T from
+    config.json) on the nearest-prototype classification of ``rows``' query images among
+    all their classes: expected calibration error, the reliability diagram at ``plot``.
+    None for a model without a temperature."""
+    from insectml import stats
+
+    temperature = config.get("temperature")
+    if temperature is None:
+        return None
+    gallery, queries, truth = prototype_classification(emb, rows)
+    probs = probabilities(gallery.similarities(queries), temperature)
+    ece = stats.expected_calibration_error(probs, truth)
+    stats.plot_reliability(
+        {f"T = {temperature:.3f} (ECE {ece:.3f})": (probs, truth)},
+        plot,
+        f"nearest prototype among {len(gallery.classes)} novel test classes",
+    )
+    return {
+        "temperature": temperature,
+        "temperature_fitted_on": config.get("temperature_fitted_on"),
+        "ece": round(ece, 6),
+        "n_queries": len(truth),
+        "n_classes": len(gallery.classes),
+        "mean_confidence": round(float(probs.max(1).mean()), 6),
+        "accuracy": round(float((probs.argmax(1) == truth).mean()), 6),
+    }
+
+
+def _calibration_sentence(calibration: dict | None) -> str:
+    if calibration is None:
+        return "— (the model has no temperature: no probabilities)"
+    return (
+        f"T = {calibration['temperature']:.4f} (fitted on {calibration['temperature_fitted_on']}); "
+        f"ECE {calibration['ece']:.3f} over {calibration['n_queries']} queries among {calibration['n_classes']} "
+        f"classes (mean confidence {calibration['mean_confidence']:.3f}, accuracy {calibration['accuracy']:.3f})"
+    )
+
+
+def _cv_headline(cv: dict) -> dict:
+    """The report's cross-validation lines: the model's and the baselines' CV means with
+    their t-intervals over folds, and the paired difference to the better baseline."""
+    from insectml.stats import format_ci
+
+    lines = {}
+    for metric, shots in EPISODE_SHOTS.items():
+        result = cv[metric]
+        if result is None:
+            continue
+        lines[f"CV 5-way {shots}-shot ({cv['k']} folds of held-out classes, mean ± 95% t-interval)"] = (
+            format_ci(result["model"])
+            + "; baselines: "
+            + ", ".join(f"{BASELINES[b]} {format_ci(result[b])}" for b in BASELINES)
+        )
+    verdict = cv.get("verdict")
+    if verdict:
+        shots = EPISODE_SHOTS[verdict["metric"]]
+        said = " (beats it)" if verdict["beats_baseline"] else " (does not beat it)"
+        lines[f"CV model − {BASELINES[verdict['baseline']]} (5-way {shots}-shot, paired by fold)"] = (
+            format_ci(verdict["difference"]) + said
+        )
+    return lines
+
+
+def _cv_table(cv: dict) -> str:
+    """HTML: per fold, its classes and the 5-way accuracies of the model and the baselines."""
+    names = {"model": "model", **BASELINES}
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("fold", "classes", *(f"{n}, 5-way {k}-shot" for k in EPISODE_SHOTS.values() for n in names.values()))
+    )
+    body = ""
+    for fold in cv["folds"]:
+        cells = [str(fold["fold"]), str(fold["classes"])]
+        for metric in EPISODE_SHOTS:
+            cells += ["—" if fold[metric][n] is None else f"{fold[metric][n]:.4f}" for n in names]
+        body += "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+    return (
+        f"<h2>Cross-validation</h2><p>{html.escape(cv['reason'])}: {html.escape(cv['rule'])}.</p>"
+        f"<table><tr>{head}</tr>{body}</table>"
+    )
 
 
 def build_gallery(model_dir: Path, manifest: Path, root: Path, out_dir: Path, threshold: float | None) -> Gallery:
@@ -316,5 +434,6 @@ def build_gallery(model_dir: Path, manifest: Path, root: Path, out_dir: Path, th
     emb = embed(model, ImageSet(rows, root, [], config["image_size"], False), torch.device("cpu"))
     gallery = Gallery.from_embeddings(emb, [r["label"] for r in rows])
     gallery.threshold = threshold
+    gallery.temperature = config.get("temperature")
     gallery.save(out_dir)
     return gallery

@@ -1,9 +1,20 @@
 """The gallery: one prototype per class (the re-normalised mean of its support
-embeddings), classification by cosine similarity, and an open-set threshold.
+embeddings), classification by cosine similarity, an open-set threshold, and calibrated
+probabilities.
 
-Adding a class is adding a row: no retraining. ``gallery.npz`` holds the prototypes and
-the embeddings they came from; ``gallery.json`` the class names, image counts and the
-threshold.
+Adding a class is adding a row: no retraining. ``gallery.npz`` holds the prototypes;
+``gallery.json`` the class names, image counts, the threshold and the temperature.
+
+Probabilities: the probability of class c for a query is ``softmax(cosine / T)`` over every
+class of the gallery, with the temperature T of the embedder (its config.json), fitted by
+:func:`fit_cosine_temperature` on nearest-prototype classification of classes the embedder
+never trained on (the val classes, or the held-out folds of cross-validation). T = 1 would
+make a softmax of numbers in [-1, 1], nearly uniform; useful temperatures are around 0.01 to
+0.2. The cosine ``score`` and the open-set threshold are unchanged by it. T is fitted on as
+many classes as the val split (or a fold) holds, while a served gallery holds them all:
+with more classes the same T spreads more mass over the rest, so served probabilities are
+calibrated for that narrower choice, and the evaluation reports the calibration on the test
+classes.
 """
 
 from __future__ import annotations
@@ -15,8 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from insectml.errors import InputFileError, UserError
+from insectml.fileio import open_atomic, write_json_atomic
 
 UNKNOWN = "unknown"
+# fit_cosine_temperature fits T' of stats.fit_temperature (bounded to [0.05, 20]) on the
+# logits cosine / COSINE_SCALE, so T = COSINE_SCALE * T' lies in [0.005, 2]
+COSINE_SCALE = 0.1
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -30,6 +45,7 @@ class Gallery:
     counts: list[int]
     threshold: float | None = None  # cosine similarity below which an answer is "unknown"
     meta: dict = field(default_factory=dict)
+    temperature: float | None = None  # of the probabilities softmax(cosine / T); None: no probabilities
 
     @classmethod
     def from_embeddings(cls, embeddings: np.ndarray, labels: list[str]) -> Gallery:
@@ -66,29 +82,39 @@ class Gallery:
         return top, np.take_along_axis(sims, top, axis=1)
 
     def answer(self, query: np.ndarray, k: int = 5) -> dict:
-        """The served answer for one embedding: top-k classes with scores, or unknown."""
+        """The served answer for one embedding: top-k classes with their cosine ``score``
+        (and, with a temperature, their calibrated ``probability`` among every gallery
+        class), or unknown."""
         top, sims = self.classify(query[None], k)
         best = float(sims[0, 0])
         known = self.threshold is None or best >= self.threshold
+        top_k = [
+            {"label": self.classes[int(i)], "score": round(float(s), 4)} for i, s in zip(top[0], sims[0], strict=True)
+        ]
+        if self.temperature is not None:
+            probs = probabilities(self.similarities(query[None]), self.temperature)[0]
+            for entry, i in zip(top_k, top[0], strict=True):
+                entry["probability"] = round(float(probs[i]), 6)
         return {
             "label": self.classes[int(top[0, 0])] if known else UNKNOWN,
             "score": round(best, 4),
             "threshold": self.threshold,
-            "top_k": [
-                {"label": self.classes[int(i)], "score": round(float(s), 4)}
-                for i, s in zip(top[0], sims[0], strict=True)
-            ],
+            "temperature": self.temperature,
+            "top_k": top_k,
         }
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "gallery.npz", prototypes=self.prototypes)
-        (folder / "gallery.json").write_text(
-            json.dumps(
-                {"classes": self.classes, "counts": self.counts, "threshold": self.threshold, **self.meta}, indent=2
-            )
-            + "\n"
-        )
+        with open_atomic(folder / "gallery.npz", "wb") as fh:
+            np.savez(fh, prototypes=self.prototypes)
+        info = {
+            "classes": self.classes,
+            "counts": self.counts,
+            "threshold": self.threshold,
+            "temperature": self.temperature,
+            **self.meta,
+        }
+        write_json_atomic(folder / "gallery.json", info)
         return folder
 
     @classmethod
@@ -102,8 +128,31 @@ class Gallery:
             raise InputFileError(
                 folder / "gallery.npz", f"{protos.shape[0]} prototypes for {len(info['classes'])} classes"
             )
-        meta = {k: v for k, v in info.items() if k not in ("classes", "counts", "threshold")}
-        return cls(list(info["classes"]), protos.astype(np.float32), list(info["counts"]), info.get("threshold"), meta)
+        meta = {k: v for k, v in info.items() if k not in ("classes", "counts", "threshold", "temperature")}
+        return cls(
+            list(info["classes"]),
+            protos.astype(np.float32),
+            list(info["counts"]),
+            info.get("threshold"),
+            meta,
+            info.get("temperature"),
+        )
+
+
+def probabilities(similarities: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(cosine / temperature)`` along the last axis (the classes)."""
+    from insectml.stats import softmax
+
+    return softmax(np.asarray(similarities, dtype=np.float64) / temperature)
+
+
+def fit_cosine_temperature(similarities: np.ndarray, truth: np.ndarray) -> float:
+    """The temperature T minimising the mean negative log-likelihood of
+    ``softmax(cosine / T)`` of the true classes: ``similarities`` (queries × classes)
+    and ``truth`` (each query's class index); T in [0.005, 2] (see ``COSINE_SCALE``)."""
+    from insectml.stats import fit_temperature
+
+    return COSINE_SCALE * fit_temperature(np.asarray(similarities, dtype=np.float64) / COSINE_SCALE, truth)
 
 
 def calibrate_threshold(known_scores: np.ndarray, unknown_scores: np.ndarray) -> float:

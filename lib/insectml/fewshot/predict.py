@@ -1,5 +1,9 @@
 """Identification for raw images: the code path of the served few-shot model. The model
-folder holds the embedder and ``gallery/`` (or a gallery folder is given)."""
+folder holds the embedder and ``gallery/`` (or a gallery folder is given).
+
+The temperature of the probabilities belongs to the embedder (its cosines are what it
+scales): the model's config.json ``temperature`` is used, whatever gallery it serves; a
+model without one (trained before calibration existed) keeps the gallery's, if any."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ class FewshotPredictor:
     def __init__(self, model_dir: Path, gallery_dir: Path | None = None) -> None:
         self.model, self.config = load_embedder(model_dir)
         self.gallery = Gallery.load(gallery_dir or model_dir / "gallery")
+        if self.config.get("temperature") is not None:
+            self.gallery.temperature = float(self.config["temperature"])
         self.size = self.config["image_size"]
 
     @torch.no_grad()
@@ -28,4 +34,5 @@ class FewshotPredictor:
         return self.model(batch).numpy()
 
     def predict(self, images: list, k: int = 5) -> list[dict]:
+        """The gallery's answer (:meth:`Gallery.answer`) for each image."""
         return [self.gallery.answer(e, k) for e in self.embed_images(images)]

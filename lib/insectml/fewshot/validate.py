@@ -233,25 +233,12 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConf
         by_class.setdefault(row["label"], []).append(row)
     out = []
     for c in classes:
-        members = by_class[c]
-        # The support/query cut is made by group, so near-duplicates stay on one side; with
-        # every image its own group this is the cut by image.
-        grouped: dict[str, list[dict]] = {}
-        for row in members:
-            grouped.setdefault(row["group"], []).append(row)
-        units = list(grouped.values())
-        picked = rng.permutation(len(units))
-        n_support = min(cfg.support, len(members) - 1)
-        in_support = 0
-        for rank, j in enumerate(picked):
-            support = in_support < n_support and rank < len(units) - 1  # at least one group of queries
-            in_support += len(units[j]) if support else 0
-            for member in units[j]:
-                row = dict(member)
-                row["id"] = row["path"]
-                row["split"] = role[c]
-                row["subset"] = "train" if role[c] == "train" else ("support" if support else "query")
-                out.append(row)
+        for member, support in support_query(by_class[c], cfg.support, rng):
+            row = dict(member)
+            row["id"] = row["path"]
+            row["split"] = role[c]
+            row["subset"] = "train" if role[c] == "train" else ("support" if support else "query")
+            out.append(row)
     write_manifest(out, cfg.out_dir / "manifest.jsonl")
     split_classes = {s: sorted(c for c in classes if role[c] == s) for s in ("train", "val", "test")}
     dataset = {
@@ -279,6 +266,25 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConf
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     log.info("%d images, %d classes: %s", len(out), len(classes), dataset["classes_per_split"])
     return dataset
+
+
+def support_query(members: list[dict], n_support: int, rng: np.random.Generator) -> list[tuple[dict, bool]]:
+    """One class's rows (each with a ``group``) in a random order drawn from ``rng``, each
+    with whether it is a support image: up to ``n_support`` images (at most all but one),
+    at least one group of queries. The cut is made by group, so near-duplicates stay on one
+    side; with every image its own group this is the cut by image."""
+    grouped: dict[str, list[dict]] = {}
+    for row in members:
+        grouped.setdefault(row["group"], []).append(row)
+    units = list(grouped.values())
+    picked = rng.permutation(len(units))
+    n_support = min(n_support, len(members) - 1)
+    in_support, out = 0, []
+    for rank, j in enumerate(picked):
+        support = in_support < n_support and rank < len(units) - 1  # at least one group of queries
+        in_support += len(units[j]) if support else 0
+        out += [(member, support) for member in units[j]]
+    return out
 
 
 def _draw_classes(rng: np.random.Generator, classes: list[str], n: int) -> list[str]:

@@ -1,8 +1,12 @@
 """Multi Model Server handler for few-shot identification.
 
 POST a JPEG/PNG body to ``/predictions/<name>``; the answer is
-``{"label", "score", "threshold", "top_k": [{"label", "score"}, …]}`` where ``label`` is
-``"unknown"`` when the best cosine similarity is below the gallery's threshold. The
+``{"label", "score", "threshold", "temperature", "top_k": [{"label", "score", "probability"}, …]}``
+where ``label`` is ``"unknown"`` when the best cosine similarity (``score``) is below the
+gallery's threshold, and ``probability`` is the calibrated probability of the class among
+every class of the gallery (``softmax(cosine / temperature)``, the model's temperature;
+absent for a model without one). It is :class:`~insectml.fewshot.predict.FewshotPredictor`'s
+answer, the one ``insectml fewshot predict`` prints. The
 gallery (``gallery/`` in the archive) is what `insectml fewshot enrol` extends; a new
 archive with the new gallery is registered next to the old one, then the old one is
 unregistered, without restarting the server. A bad body gets HTTP 400 with

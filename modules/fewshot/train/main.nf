@@ -1,10 +1,10 @@
 process FEWSHOT_TRAIN {
-    tag "${meta.id}${meta.config ? ':' + meta.config : ''}"
+    tag "${meta.id}${meta.config ? ':' + meta.config : ''}${meta.role == 'fold' ? ':fold' + meta.fold : meta.role == 'refit' ? ':refit' : ''}"
     label 'process_medium'
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(manifest), path(dataset)
+    tuple val(meta), path(manifest), path(dataset), path(folds)   // folds: folds.json with meta.role fold/refit, else []
     path data, stageAs: 'data'
 
     output:
@@ -17,6 +17,7 @@ process FEWSHOT_TRAIN {
     script:
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
+    def cv = folds ? "--folds ${folds}" + (meta.role == 'fold' ? " --fold ${meta.fold}" : '') : ''
     """
     insectml fewshot train \\
         --manifest ${manifest} \\
@@ -25,6 +26,7 @@ process FEWSHOT_TRAIN {
         --seed ${meta.seed} \\
         --threads ${task.cpus} \\
         --out model \\
+        ${cv} \\
         ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
