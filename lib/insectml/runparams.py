@@ -93,7 +93,8 @@ GENERAL = Group(
             "grouped k-fold cross-validation of the non-test data: every model trained once per fold (tasks side "
             "by side), chosen by its out-of-fold macro-F1, calibrated on its out-of-fold predictions, refit on all "
             "non-test data and scored once on test; 0 = one train/val split (chosen by validation macro-F1); "
-            "auto = 5 folds when some class has fewer than 8 groups outside test, else 0 (wingbeat)",
+            "auto: wingbeat, 5 folds when some class has fewer than 8 groups outside test, else 0; few-shot (folds of "
+            "classes), 5 folds (at most classes / 5) when fewer than 50 classes lie outside test, else 0",
             flag="--cv-folds",
             in_args=False,  # the workflow passes it to CV_PLAN ('insectml cv plan')
             pattern="^(auto|[0-9]+)$",

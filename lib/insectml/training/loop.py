@@ -9,6 +9,12 @@ With ``keep="last"`` the loop trains a fixed budget instead: no early stopping, 
 epoch's weights kept (what cross-validation needs: the folds estimate the very procedure
 that the refit on all data, with nothing to validate on, repeats); ``validate`` may then
 be None, and when given only fills the history.
+With ``swa_epochs = k`` (``keep="last"`` only): stochastic weight averaging (Izmailov et
+al. 2018): the cosine schedule reaches ``SWA_LR_SHARE`` of the peak learning rate when
+the last ``k`` epochs begin and holds it there, the weights at the end of each of those
+epochs are averaged (``torch.optim.swa_utils.AveragedModel``, its state in every
+checkpoint, so a resumed run averages the same epochs), and the average, with its batch
+norm statistics recomputed on the training data, is the model kept.
 A nan or infinite training loss stops training with :class:`TrainingDiverged`.
 
 Determinism: every random draw comes from torch's global generator (restored on
@@ -68,6 +74,7 @@ class LoopConfig:
     device: str = "auto"
     checkpoint_dir: Path | None = None
     fingerprint: str = ""
+    swa_epochs: int = 0  # average the weights of the last N epochs (keep="last" only); 0: off
 
 
 def declared_loop(group: Group) -> LoopConfig:
@@ -130,8 +137,13 @@ def fingerprint(settings: dict, *inputs: Path) -> str:
     return h.hexdigest()
 
 
+# Settings added after checkpoints existed: at their off value (0) they stay out of the
+# key, so the checkpoints of runs that do not use them keep the key they had.
+_KEY_WHEN_SET = ("swa_epochs",)
+
+
 def checkpoint_key(cfg: LoopConfig) -> str:
-    values = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY}
+    values = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IN_KEY and (v or k not in _KEY_WHEN_SET)}
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -148,12 +160,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int):
+# Stochastic weight averaging: the learning rate over the averaged epochs, as a share of the peak.
+SWA_LR_SHARE = 0.25
+
+
+def cosine_with_warmup(optimizer, warmup_steps: int, total_steps: int, floor: float = 0.0):
+    """Linear warm-up, then a cosine from the peak down to ``floor`` × peak at
+    ``total_steps``, held there after (the averaging phase of weight averaging)."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / max(1, warmup_steps)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -170,31 +189,42 @@ class TrainingDiverged(UserError):
 
 @dataclass
 class _Optimisation:
-    """What updates the weights: AdamW, its per-step schedule and the AMP gradient scaler."""
+    """What updates the weights: AdamW, its per-step schedule, the AMP gradient scaler and,
+    with ``swa_epochs``, the running average of the weights."""
 
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    average: torch.optim.swa_utils.AveragedModel | None = None
 
     @classmethod
     def create(cls, model: torch.nn.Module, cfg: LoopConfig, steps_per_epoch: int, use_amp: bool) -> _Optimisation:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup, total = int(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch
+        warmup, total = int(cfg.warmup_epochs * steps_per_epoch), (cfg.epochs - cfg.swa_epochs) * steps_per_epoch
+        floor = SWA_LR_SHARE if cfg.swa_epochs else 0.0
         return cls(
-            optimizer, cosine_with_warmup(optimizer, warmup, total), torch.amp.GradScaler("cuda", enabled=use_amp)
+            optimizer,
+            cosine_with_warmup(optimizer, warmup, total, floor),
+            torch.amp.GradScaler("cuda", enabled=use_amp),
+            torch.optim.swa_utils.AveragedModel(model) if cfg.swa_epochs else None,
         )
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
+        if self.average is not None:
+            state["average"] = self.average.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
 
 
 @dataclass
@@ -217,11 +247,12 @@ def fit(
     collate: Callable | None = None,
     batch_sampler: Callable[[torch.Generator], torch.utils.data.Sampler] | None = None,
 ) -> dict:
-    """Train ``model`` in place (it ends holding the best weights); returns a summary.
+    """Train ``model`` in place (it ends holding the best weights, the last, or with
+    ``cfg.swa_epochs`` their average); returns a summary.
 
     Writes into ``cfg.out_dir``: ``history.jsonl`` (one row per epoch),
     ``checkpoints/last.pt`` (everything needed to resume; in ``cfg.checkpoint_dir/<key>/``
-    when that is set) and ``weights.pt`` (best).
+    when that is set) and ``weights.pt`` (the weights kept).
     ``batch_sampler(generator)``: batches of indices instead of shuffled ``batch_size``
     chunks (class-balanced batches, episodes), drawn from the epoch's generator.
     Raises :class:`TrainingDiverged` when the training loss becomes nan or infinite.
@@ -230,6 +261,8 @@ def fit(
         raise ValueError("LoopConfig.out_dir is not set")
     if cfg.keep not in ("best", "last") or (validate is None and cfg.keep == "best"):
         raise ValueError(f"LoopConfig.keep={cfg.keep!r} (a validate function is needed to keep the best)")
+    if cfg.swa_epochs and (cfg.keep != "last" or not 0 < cfg.swa_epochs < cfg.epochs):
+        raise ValueError(f"LoopConfig.swa_epochs={cfg.swa_epochs} needs keep='last' and fewer than {cfg.epochs}")
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -254,10 +287,49 @@ def fit(
         loader = _epoch_loader(train_set, cfg, epoch, collate, batch_sampler)
         tic = time.perf_counter()
         train_loss = train_one_epoch(model, loader, step, optim, device, epoch, cfg.epochs, use_amp)
+        if optim.average is not None and epoch > cfg.epochs - cfg.swa_epochs:
+            optim.average.update_parameters(model)
         metrics = evaluate(model, validate, device) if validate is not None else {}
         _end_epoch(model, optim, progress, cfg, ckdir, epoch, train_loss, metrics, time.perf_counter() - tic)
+    if optim.average is not None:
+        loader = _epoch_loader(train_set, cfg, cfg.epochs + 1, collate, batch_sampler)
+        keep_average(model, optim.average, loader, step, device, cfg.out_dir / "weights.pt")
     model.load_state_dict(torch.load(cfg.out_dir / "weights.pt", map_location=device, weights_only=True))
-    return {"best_epoch": progress.best_epoch, f"best_val_{cfg.monitor}": progress.best, "stopped_early": stopped_early}
+    summary = {"best_epoch": progress.best_epoch, f"best_val_{cfg.monitor}": progress.best}
+    return summary | {"stopped_early": stopped_early, **({"swa_epochs": cfg.swa_epochs} if cfg.swa_epochs else {})}
+
+
+def keep_average(
+    model: torch.nn.Module,
+    average: torch.optim.swa_utils.AveragedModel,
+    loader: torch.utils.data.DataLoader,
+    step: Callable,
+    device: torch.device,
+    path: Path,
+) -> None:
+    """Load the averaged weights into ``model``, recompute its batch norm statistics on
+    ``loader`` and save them to ``path``.
+
+    The averaged weights never ran forward together, so the running statistics of any
+    epoch do not fit them. ``torch.optim.swa_utils.update_bn`` recomputes them but calls
+    ``model(batch[0])``; families' models take more than one input, so the family's own
+    ``step`` runs the forward passes instead (train mode, no gradients, momentum None: an
+    equal-weight mean over the batches). A model without batch norm is only loaded.
+    """
+    model.load_state_dict(average.module.state_dict())
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        with torch.no_grad():
+            for batch in loader:
+                step(model, batch, device)
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+    _save_atomic(model.state_dict(), path)
 
 
 def _epoch_loader(train_set, cfg: LoopConfig, epoch: int, collate, batch_sampler) -> torch.utils.data.DataLoader:
@@ -404,6 +476,8 @@ def _start_or_resume(
         state = torch.load(last, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
         raise InputFileError(last, "checkpoint from an older insectml; delete it to start again") from e
+    if ("average" in state) != (optim.average is not None):
+        raise InputFileError(last, "checkpoint of a run with other weight-averaging settings; delete it to start again")
     model.load_state_dict(state["model"])
     optim.load_state_dict(state)
     _set_rng_state(state)

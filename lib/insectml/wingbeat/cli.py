@@ -143,6 +143,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_param(g, P, "wingbeat_backbone")
     add_param(g, P, "wingbeat_weights")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="turn off spectrogram augmentation")
+    add_param(g, P, "wingbeat_mixup")
+    add_param(g, P, "wingbeat_pitch_jitter")
+    add_param(g, P, "wingbeat_swa")
     p.set_defaults(func=_train)
 
     p = steps.add_parser(
@@ -304,6 +307,9 @@ def _train(args: argparse.Namespace) -> int:
                 augment=args.augment,
                 folds=args.folds,
                 fold=args.fold,
+                mixup=args.mixup,
+                pitch_jitter=args.pitch_jitter,
+                swa=args.swa,
             )
         )
     val = result["val"] or {}

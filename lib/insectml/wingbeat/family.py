@@ -220,6 +220,38 @@ PARAMS = Group(
             exists=True,
         ),
         param(
+            "wingbeat_mixup",
+            "number",
+            0.0,
+            "mixup of the neural models: each training batch mixed with itself shuffled, spectrograms and one-hot "
+            "targets alike, in a Beta(a, a) proportion; this is a (0 = off; 0.2 to 0.4 is usual)",
+            steps="train",
+            flag="--mixup",
+            minimum=0,
+        ),
+        param(
+            "wingbeat_pitch_jitter",
+            "number",
+            0.0,
+            "pitch jitter in the neural models' augmentation: every frequency of a training spectrogram scaled by "
+            "a random factor within 1 ± this (0.08: ±8%, as a session's temperature shifts the wingbeat "
+            "frequency; 0 = off)",
+            steps="train",
+            flag="--pitch-jitter",
+            minimum=0,
+            exclusiveMaximum=0.5,
+        ),
+        param(
+            "wingbeat_swa",
+            "boolean",
+            False,
+            "stochastic weight averaging of the neural models: keep the average of the weights of the last quarter "
+            "of the epochs (at least 2), trained at a quarter of the peak learning rate; every model then trains "
+            "all wingbeat_epochs (no early stopping)",
+            steps="train",
+            flag="--swa",
+        ),
+        param(
             "wingbeat_archive_name",
             "string",
             "wingbeat",
