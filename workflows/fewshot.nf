@@ -51,7 +51,7 @@ workflow FEWSHOT {
     FEWSHOT_VALIDATE ( ch_gather )
 
     // The folds of classes: K from the plan (0 with a sweep, or when CV_PLAN says one split will do).
-    CV_PLAN ( FEWSHOT_VALIDATE.out.manifest.map { meta, manifest, dataset -> [ meta, manifest ] }, sweeping ? 0 : cv_folds )
+    CV_PLAN ( FEWSHOT_VALIDATE.out.manifest.map { meta, manifest, dataset -> [ meta, manifest ] }, sweeping ? 0 : cv_folds, 'class' )
     ch_plan = CV_PLAN.out.folds
         .map { meta, folds -> [ meta.id, folds, new groovy.json.JsonSlurper().parse(folds.toFile()).k as int ] }
 

@@ -77,7 +77,7 @@ workflow WINGBEAT {
     ch_features_npz = WINGBEAT_FEATURES_GATHER.out.features
 
     // The folds: K from the plan (0 with a sweep, or when CV_PLAN says one split will do).
-    CV_PLAN ( WINGBEAT_VALIDATE.out.manifest.map { meta, manifest, dataset -> [ meta, manifest ] }, sweeping ? 0 : cv_folds )
+    CV_PLAN ( WINGBEAT_VALIDATE.out.manifest.map { meta, manifest, dataset -> [ meta, manifest ] }, sweeping ? 0 : cv_folds, 'group' )
     ch_versions = ch_versions.mix(CV_PLAN.out.versions)
     ch_plan = CV_PLAN.out.folds
         .map { meta, folds -> [ meta.id, folds, new groovy.json.JsonSlurper().parse(folds.toFile()).k as int ] }

@@ -38,7 +38,7 @@ def test_resume_runs_no_task_again(nf_test_run, repo_root, tool_env):
     assert done.returncode == 0, done.stderr[-2000:]
     (trace,) = set((cwd / "results/pipeline_info").glob("execution_trace_*.txt")) - before
     rows = list(csv.DictReader(trace.open(), delimiter="\t"))
-    assert len(rows) == 19 and {r["status"] for r in rows} == {"CACHED"}
+    assert len(rows) == 24 and {r["status"] for r in rows} == {"CACHED"}
 
 
 def test_validation_and_features_are_scattered_in_chunks_and_gathered(nf_test_run):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CV_ARGS, nextflow
+from .conftest import CV_ARGS, FEWSHOT_CV_ARGS, nextflow
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 
@@ -140,10 +140,12 @@ def slurm_run(repo_root, slurm_env, tmp_path_factory):
         "--slurm_queue",
         "long",
         "--slurm_options=--comment=insectml-test",  # '=': a value starting with -- is not a flag
-        # wingbeat: cross-validated on the hard demo, as the local cv_run (every fold a job)
+        # wingbeat and few-shot cross-validated, as the local cv_run and fewshot_cv_run
+        # (every fold a job); --cv_folds is run-wide, the detector has no folds
         "--wingbeat_input",
         str(repo_root / "data" / "wingbeat_hard"),
         *CV_ARGS[2:],
+        *FEWSHOT_CV_ARGS[4:],
         "--outdir",
         str(cwd / "results"),
     )
@@ -162,7 +164,7 @@ def test_every_task_ran_as_a_slurm_job(slurm_run, slurm_env):
         assert job["state"] == "COMPLETED" and job["partition"] == "long", (row["process"], job)
 
 
-def test_slurm_metrics_equal_the_local_run(slurm_run, cv_run, detector_run, fewshot_run):
+def test_slurm_metrics_equal_the_local_run(slurm_run, cv_run, detector_run, fewshot_cv_run):
     pairs = [
         (slurm_run / "wingbeat" / "evaluation" / m / "metrics.json", cv_run / "evaluation" / m / "metrics.json")
         for m in ("features", "rocket", "gru", "baseline")
@@ -172,7 +174,7 @@ def test_slurm_metrics_equal_the_local_run(slurm_run, cv_run, detector_run, fews
         (slurm_run / "detector" / "evaluation" / s / "metrics.json", detector_run / "evaluation" / s / "metrics.json")
         for s in ("generic", "target")
     ]
-    pairs.append((slurm_run / "fewshot" / "evaluation" / "metrics.json", fewshot_run / "evaluation" / "metrics.json"))
+    pairs.append((slurm_run / "fewshot" / "evaluation" / "metrics.json", fewshot_cv_run / "evaluation" / "metrics.json"))
     for on_slurm, local in pairs:
         diffs = same_results(json.loads(on_slurm.read_text()), json.loads(local.read_text()))
         assert not diffs, f"{on_slurm} differs from the local run: {diffs[:5]}"

@@ -5,6 +5,7 @@ process CV_PLAN {
     input:
     tuple val(meta), path(manifest)
     val cv_folds    // auto, 0 or the number of folds
+    val unit        // what a fold is made of: group (recording groups) or class (class-disjoint folds)
 
     output:
     tuple val(meta), path('folds.json'), emit: folds
@@ -19,6 +20,7 @@ process CV_PLAN {
     insectml cv plan \\
         --manifest ${manifest} \\
         --cv-folds ${cv_folds} \\
+        --unit ${unit} \\
         --seed ${meta.seed} \\
         --out folds.json \\
         ${args}
