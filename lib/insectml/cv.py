@@ -219,6 +219,45 @@ def fold_masks(plan: dict, groups: np.ndarray, split: np.ndarray, fold: int | No
     return pool & ~held, held
 
 
+def read_json(path: Path, what: str) -> dict:
+    """A model folder's JSON file; a clear error when it is missing."""
+    import json
+
+    if not path.is_file():
+        raise InputFileError(path, f"{what} not found")
+    return json.loads(path.read_text())
+
+
+def task_rows(model_dir: Path) -> dict:
+    """The rows a model folder's training task used (role, fold, k, …: its lineage's ``params.rows``)."""
+    return read_json(model_dir / "lineage.json", "lineage").get("params", {}).get("rows", {})
+
+
+def read_folds(fold_dirs: Sequence[Path], heldout: str) -> tuple[list[dict], dict]:
+    """The ``heldout`` arrays of every fold task's model folder, in fold order, and the
+    plan they came from (k, fold_seed, reason): each fold of one plan exactly once, else
+    an :class:`InputFileError` naming the folder."""
+    parts, plan = {}, None
+    for d in fold_dirs:
+        rows = task_rows(d)
+        if rows.get("role") != "fold":
+            raise InputFileError(d, "is not a fold task's model (trained without --fold)")
+        this = {k: rows.get(k) for k in ("k", "fold_seed", "reason")}
+        if plan is not None and this != plan:
+            raise InputFileError(d, "comes from another folds plan than the other folds")
+        plan = this
+        if rows["fold"] in parts:
+            raise InputFileError(d, f"fold {rows['fold']} given twice")
+        if not (d / heldout).is_file():
+            raise InputFileError(d / heldout, "missing from the fold's model folder")
+        with np.load(d / heldout, allow_pickle=False) as data:
+            parts[rows["fold"]] = {k: data[k] for k in data.files}
+    missing = sorted(set(range(plan["k"])) - set(parts)) if plan else []
+    if missing or plan is None:
+        raise InputFileError(fold_dirs[0] if fold_dirs else Path("."), f"folds missing: {missing or 'all'}")
+    return [parts[f] for f in sorted(parts)], plan
+
+
 def summarise(
     y: np.ndarray,
     scores: np.ndarray,

@@ -18,14 +18,13 @@ classified among its own fold's classes only.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from insectml.cv import CLASS_RULE
+from insectml.cv import CLASS_RULE, read_folds, read_json, task_rows
 from insectml.errors import InputFileError
 from insectml.fewshot.evaluate import BASELINES, CV_JSON, EPISODE_SHOTS
 from insectml.fewshot.folds import EMBEDDINGS, HELDOUT
@@ -35,38 +34,10 @@ from insectml.fileio import write_json_atomic
 PAD = -1e4
 
 
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise InputFileError(path, f"{what} not found")
-    return json.loads(path.read_text())
-
-
-def _rows_of(model_dir: Path) -> dict:
-    return _read_json(model_dir / "lineage.json", "lineage").get("params", {}).get("rows", {})
-
-
 def load_heldout(fold_dirs: list[Path]) -> tuple[list[dict], dict]:
     """The folds' held-out scores in fold order (each a dict of :func:`score_heldout`'s
     arrays) and the plan they came from (k, fold_seed, reason); every fold exactly once."""
-    parts, plan = {}, None
-    for d in fold_dirs:
-        rows = _rows_of(d)
-        if rows.get("role") != "fold":
-            raise InputFileError(d, "is not a fold task's model (trained without --fold)")
-        this = {k: rows.get(k) for k in ("k", "fold_seed", "reason")}
-        if plan is not None and this != plan:
-            raise InputFileError(d, "comes from another folds plan than the other folds")
-        plan = this
-        if rows["fold"] in parts:
-            raise InputFileError(d, f"fold {rows['fold']} given twice")
-        if not (d / HELDOUT).is_file():
-            raise InputFileError(d / HELDOUT, "missing from the fold's model folder")
-        with np.load(d / HELDOUT, allow_pickle=False) as data:
-            parts[rows["fold"]] = {k: data[k] for k in data.files}
-    missing = sorted(set(range(plan["k"])) - set(parts)) if plan else []
-    if missing or plan is None:
-        raise InputFileError(fold_dirs[0] if fold_dirs else Path("."), f"folds missing: {missing or 'all'}")
-    return [parts[f] for f in sorted(parts)], plan
+    return read_folds(fold_dirs, HELDOUT)
 
 
 def _fold_means(part: dict) -> dict[str, dict[str, float | None]]:
@@ -157,8 +128,8 @@ def cross_validate(refit: Path, fold_dirs: list[Path], out: Path) -> dict:
     ``reliability_cv.png``; returns the CV summary."""
     from insectml import stats
 
-    config = _read_json(refit / "config.json", "model config")
-    if _rows_of(refit).get("role") != "refit":
+    config = read_json(refit / "config.json", "model config")
+    if task_rows(refit).get("role") != "refit":
         raise InputFileError(refit, "is not a refit (trained with --folds and without --fold)")
     parts, plan = load_heldout(fold_dirs)
     summary = summarise(parts, plan)
@@ -182,7 +153,7 @@ def cross_validate(refit: Path, fold_dirs: list[Path], out: Path) -> dict:
             "threshold_fitted_on": f"held-out folds ({plan['k']} folds of classes, open set)",
         }
         write_json_atomic(staged / "config.json", config)
-        lineage = _read_json(staged / "lineage.json", "lineage")
+        lineage = read_json(staged / "lineage.json", "lineage")
         lineage["cv"] = {k: summary[k] for k in ("unit", "k", "fold_seed", "reason", "rule")}
         write_json_atomic(staged / "lineage.json", lineage)
         write_json_atomic(staged / CV_JSON, summary)
