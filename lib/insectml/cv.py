@@ -219,6 +219,21 @@ def fold_masks(plan: dict, groups: np.ndarray, split: np.ndarray, fold: int | No
     return pool & ~held, held
 
 
+def task_lineage(role: str, fold: int | None, plan: dict | None, assigned: str = "group_fold") -> dict:
+    """What a training task's lineage.json records of its rows: the role and, with a folds
+    plan, the fold, k, the fold seed, why k, and the plan's assignment (under ``assigned``)."""
+    if plan is None:
+        return {"role": role}
+    return {
+        "role": role,
+        "fold": fold,
+        "k": plan["k"],
+        "fold_seed": plan["seed"],
+        "reason": plan.get("reason"),
+        assigned: plan["group_fold"],
+    }
+
+
 def read_json(path: Path, what: str) -> dict:
     """A model folder's JSON file; a clear error when it is missing."""
     import json

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from insectml.cv import fold_masks, load_plan
+from insectml.cv import fold_masks, load_plan, task_lineage
 from insectml.errors import ConfigError
 from insectml.fewshot.data import ImageSet
 from insectml.fewshot.embed import embed, episode_scores
@@ -51,17 +51,8 @@ class Classes:
     plan: dict | None = None
 
     def lineage(self) -> dict:
-        """What lineage.json records of the rows: the role, the fold, the plan's folds and seed."""
-        if self.plan is None:
-            return {"role": self.role}
-        return {
-            "role": self.role,
-            "fold": self.fold,
-            "k": self.plan["k"],
-            "fold_seed": self.plan["seed"],
-            "reason": self.plan.get("reason"),
-            "class_fold": self.plan["group_fold"],
-        }
+        """What lineage.json records of the rows (:func:`insectml.cv.task_lineage`)."""
+        return task_lineage(self.role, self.fold, self.plan, "class_fold")
 
 
 def select_classes(rows: list[dict], source: Path, folds: Path | None = None, fold: int | None = None) -> Classes:
