@@ -62,9 +62,7 @@ def rotations(labels: np.ndarray, groups: np.ndarray, per_rotation: int) -> list
     for session in sorted(set(groups.tolist())):
         by_species.setdefault(labels[groups == session][0], []).append(session)
     n = min(len(v) for v in by_species.values()) // per_rotation
-    return [
-        np.isin(groups, [s for v in by_species.values() for s in v[r::n][:per_rotation]]) for r in range(n)
-    ]
+    return [np.isin(groups, [s for v in by_species.values() for s in v[r::n][:per_rotation]]) for r in range(n)]
 
 
 def predict_all(name: str, feats: dict, y: np.ndarray, masks: list[np.ndarray], seed: int) -> np.ndarray:
@@ -102,10 +100,9 @@ def main() -> int:
     parser.add_argument("--test-per-species", type=int, default=1, help="sessions per species tested at once")
     args = parser.parse_args()
 
-    from sklearn.metrics import f1_score
-
     from insectml.stats import bootstrap_ci, format_ci, macro_f1_on, paired_bootstrap_diff
     from insectml.wingbeat.features import load_features
+    from sklearn.metrics import f1_score
 
     with tempfile.TemporaryDirectory(prefix="hard-rotation-") as tmp:
         data = ROOT / "data" / "wingbeat_hard"
@@ -122,7 +119,7 @@ def main() -> int:
     names = ["baseline", *CLASSIFIERS] + (["rocket"] if args.rocket else [])
     preds = {name: predict_all(name, feats, y, masks, args.seed) for name in names}
     base = macro_f1_on(y, preds["baseline"], len(classes))
-    print(f"\n| model | pooled macro-F1 [95% CI] | mean per rotation | minus baseline [95% CI] |\n|---|---|---|---|")
+    print("\n| model | pooled macro-F1 [95% CI] | mean per rotation | minus baseline [95% CI] |\n|---|---|---|---|")
     for name in names:
         metric = macro_f1_on(y, preds[name], len(classes))
         pooled = bootstrap_ci(metric, len(y), groups, seed=args.seed)
