@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from insectml.project import cli as project_cli
     from insectml.release import cli as release_cli
     from insectml.serving import cli as serving_cli
+    from insectml.weights import cli as weights_cli
 
     parser = Parser(
         prog="insectml",
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     serving_cli.register(sub)
     release_cli.register(sub)
     project_cli.register(sub)
+    weights_cli.register(sub)
     return parser
 
 
