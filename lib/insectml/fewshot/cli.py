@@ -75,8 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = steps.add_parser(
         "train",
         help="train the embedder on base classes (metric learning); early stopping on novel episodes",
-        description="timm backbone (pretrained=False; --weights PATH for local weights) + projection head with "
-        "L2-normalised output, trained with the shared loop on class-balanced batches. Without --folds: on the "
+        description="An image backbone (timm, pretrained=False; or --weights: imported timm or open_clip weights "
+        "such as BioCLIP, or a local state dict) + projection head with L2-normalised output, trained with the shared "
+        "loop on class-balanced batches; --mode frozen trains nothing (the backbone's normalised features are the "
+        "embedding), --mode probe only the head. Without --folds: on the "
         "base classes, early stopping on 5-way 1-shot episode accuracy over the novel validation classes, and "
         "the temperature of the probabilities (softmax of cosine / T) fitted on their nearest-prototype "
         "classification (config.json). With --folds (a plan of classes, 'insectml cv plan --unit class') and "
@@ -198,6 +200,7 @@ def _train(args: argparse.Namespace) -> int:
     from insectml.cliargs import loop_settings
     from insectml.fewshot.train import FewshotTrainConfig, train_fewshot
     from insectml.training.loop import LoopConfig
+    from insectml.weights.store import resolve
 
     result = train_fewshot(
         FewshotTrainConfig(
@@ -208,7 +211,9 @@ def _train(args: argparse.Namespace) -> int:
             backbone=args.backbone,
             dim=args.dim,
             image_size=args.image_size,
-            weights=args.weights,
+            weights=resolve(args.weights) if args.weights else None,
+            mode=args.mode,
+            backbone_lr_scale=args.backbone_lr_scale,
             loss=args.loss,
             miner=args.miner,
             shots=args.shots,

@@ -9,15 +9,33 @@ from pathlib import Path
 
 import torch
 
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+from insectml.weights.store import IMAGENET_MEAN as MEAN
+from insectml.weights.store import IMAGENET_STD as STD
+
+
+def normalisation(config: dict) -> dict[str, tuple[float, ...]]:
+    """The ``mean`` and ``std`` a model's images are normalised with: its config.json's (the
+    weights it started from), ImageNet's for a model trained before config.json recorded
+    them; as keywords of :class:`ImageSet` and :func:`load_tensor`."""
+    return {"mean": tuple(config.get("mean", MEAN)), "std": tuple(config.get("std", STD))}
 
 
 class ImageSet(torch.utils.data.Dataset):
     """Rows with ``path`` (relative to ``root``) and ``label``; returns (image, class index).
     Training augmentation changes pose, scale and brightness, never hue: in this family
-    colour can be what tells two classes apart."""
+    colour can be what tells two classes apart. ``mean``, ``std``: the model's
+    normalisation (:func:`normalisation`)."""
 
-    def __init__(self, rows: list[dict], root: Path, classes: list[str], size: int, train: bool) -> None:
+    def __init__(
+        self,
+        rows: list[dict],
+        root: Path,
+        classes: list[str],
+        size: int,
+        train: bool,
+        mean: tuple[float, ...] = MEAN,
+        std: tuple[float, ...] = STD,
+    ) -> None:
         from torchvision.transforms import v2
 
         self.rows, self.root = rows, root
@@ -30,7 +48,7 @@ class ImageSet(torch.utils.data.Dataset):
                 v2.RandomAffine(degrees=20, translate=(0.08, 0.08), scale=(0.85, 1.1)),
                 v2.ColorJitter(brightness=0.2, contrast=0.2),
             ]
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
         self.transform = v2.Compose(steps)
 
     def __len__(self) -> int:
@@ -44,7 +62,7 @@ class ImageSet(torch.utils.data.Dataset):
         return self.transform(image).contiguous(), self.targets[i]
 
 
-def load_tensor(image, size: int) -> torch.Tensor:
+def load_tensor(image, size: int, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> torch.Tensor:
     """A PIL image → the normalised CHW tensor the embedder sees at inference."""
     from torchvision.transforms import v2
 
@@ -53,7 +71,7 @@ def load_tensor(image, size: int) -> torch.Tensor:
             v2.ToImage(),
             v2.Resize((size, size), antialias=True),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(MEAN, STD),
+            v2.Normalize(mean, std),
         ]
     )
     return steps(image.convert("RGB")).contiguous()

@@ -83,15 +83,16 @@ def _members(labels: list[str]) -> dict[str, np.ndarray]:
 class ColourHistogram(torch.nn.Module):
     """A baseline "embedder" with no learning: the ``bins``³ RGB histogram of the image an
     :class:`~insectml.fewshot.data.ImageSet` yields (its normalisation undone to recover
-    the 0–255 pixels), L1-normalised then square-rooted (Hellinger), so the rows have unit
-    L2 norm and their dot product is a similarity like the embedder's cosine."""
+    the 0–255 pixels: ``mean`` and ``std`` are the set's), L1-normalised then square-rooted
+    (Hellinger), so the rows have unit L2 norm and their dot product is a similarity like the
+    embedder's cosine."""
 
-    def __init__(self, bins: int = 8) -> None:
+    def __init__(self, bins: int = 8, mean: tuple[float, ...] = MEAN, std: tuple[float, ...] = STD) -> None:
         super().__init__()
         self.bins = bins
         self.dim = bins**3
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pixels = torch.round((images * self.std + self.mean) * 255).clamp(0, 255).long()
@@ -103,13 +104,14 @@ class ColourHistogram(torch.nn.Module):
 
 
 def load_embedder(model_dir: Path):
-    """The trained embedder (eval mode) and its config.json."""
-    from insectml.fewshot.model import create_embedder
+    """The trained embedder (eval mode) and its config.json, rebuilt from the folder alone
+    (config.json names the architecture, weights.pt holds every tensor)."""
+    from insectml.fewshot.model import embedder_from_config
 
     for name in ("config.json", "weights.pt"):
         if not (model_dir / name).is_file():
             raise InputFileError(model_dir / name, "missing from the model directory")
     config = json.loads((model_dir / "config.json").read_text())
-    model = create_embedder(config["backbone"], config["dim"])
+    model = embedder_from_config(config)
     model.load_state_dict(torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True))
     return model.eval(), config

@@ -20,10 +20,10 @@ import torch
 
 from insectml.data.manifest import read_json, read_manifest
 from insectml.errors import ConfigError
-from insectml.fewshot.data import ImageSet
+from insectml.fewshot.data import ImageSet, normalisation
 from insectml.fewshot.embed import ColourHistogram, embed, episode_scores, episode_summary, load_embedder
 from insectml.fewshot.gallery import Gallery, calibrate_threshold, probabilities
-from insectml.fewshot.model import create_embedder
+from insectml.fewshot.model import embedder_from_config
 from insectml.fileio import open_atomic, write_json_atomic
 from insectml.sweep import table_html as sweep_html
 
@@ -158,9 +158,9 @@ def baseline_embeddings(config: dict, images: ImageSet, seed: int, device: torch
     architecture with its random initialisation (seeded; the caller's torch RNG is kept)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        untrained = create_embedder(config["backbone"], config["dim"])
+        untrained = embedder_from_config(config)
     return {
-        "colour_histogram": embed(ColourHistogram(), images, device),
+        "colour_histogram": embed(ColourHistogram(**normalisation(config)), images, device),
         "random_init": embed(untrained, images, device),
     }
 
@@ -249,7 +249,7 @@ def evaluate_fewshot(
         raise ConfigError(f"{manifest}: needs novel classes in the val and test splits")
     device = torch.device("cpu")
     size = config["image_size"]
-    test_images = ImageSet(test, root, [], size, False)
+    test_images = ImageSet(test, root, [], size, False, **normalisation(config))
     emb_test = embed(model, test_images, device)
     labels = [r["label"] for r in test]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +336,9 @@ def _threshold(model: torch.nn.Module, config: dict, val: list[dict], root: Path
     calibrated here on the val classes."""
     if config.get("threshold") is not None:
         return float(config["threshold"]), config.get("threshold_fitted_on") or "model config"
-    emb_val = embed(model, ImageSet(val, root, [], config["image_size"], False), torch.device("cpu"))
+    emb_val = embed(
+        model, ImageSet(val, root, [], config["image_size"], False, **normalisation(config)), torch.device("cpu")
+    )
     val_known, val_unknown, _ = open_set_scores(emb_val, val, seed)
     return calibrate_threshold(val_known, val_unknown), "val classes"
 
@@ -431,7 +433,9 @@ def build_gallery(model_dir: Path, manifest: Path, root: Path, out_dir: Path, th
     rows = [r for r in read_manifest(manifest) if r.get("subset") in ("train", "support")]
     if not rows:
         raise ConfigError(f"{manifest}: no images to build a gallery from")
-    emb = embed(model, ImageSet(rows, root, [], config["image_size"], False), torch.device("cpu"))
+    emb = embed(
+        model, ImageSet(rows, root, [], config["image_size"], False, **normalisation(config)), torch.device("cpu")
+    )
     gallery = Gallery.from_embeddings(emb, [r["label"] for r in rows])
     gallery.threshold = threshold
     gallery.temperature = config.get("temperature")

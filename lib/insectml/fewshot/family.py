@@ -87,7 +87,8 @@ PARAMS = Group(
             "fewshot_backbone",
             "string",
             "resnet10t",
-            "timm backbone (pretrained=False)",
+            "timm backbone (pretrained=False) without fewshot_weights or with a bare state dict; imported weights "
+            "bring their own architecture",
             steps="train",
             flag="--backbone",
         ),
@@ -95,11 +96,37 @@ PARAMS = Group(
             "fewshot_weights",
             ("string", "null"),
             None,
-            "local state dict (a timm backbone's, or a whole embedder's) to start from; nothing is downloaded",
+            "weights to start from: a NAME of 'insectml weights import' (timm, or open_clip such as BioCLIP), its "
+            "folder, or a local state dict (a timm backbone's, or a whole embedder's); nothing is downloaded",
             steps="train",
             flag="--weights",
-            format="file-path",
+            format="path",
             exists=True,
+            x_weights=True,
+        ),
+        param(
+            "fewshot_mode",
+            "string",
+            "finetune",
+            "what training changes: frozen = nothing, the embedding is the backbone's normalised features (needs "
+            "fewshot_weights; the right choice for a foundation model such as BioCLIP); probe = only a projection "
+            "head on the frozen backbone (few images, or to test the weights quickly); finetune = everything, "
+            "the backbone at fewshot_backbone_lr_scale of the learning rate when it starts from weights (many "
+            "images per class, or pictures unlike the weights' own)",
+            steps="train",
+            flag="--mode",
+            enum=["frozen", "probe", "finetune"],
+        ),
+        param(
+            "fewshot_backbone_lr_scale",
+            "number",
+            0.1,
+            "finetune from fewshot_weights: the backbone's learning rate as a share of fewshot_lr (the head "
+            "trains at fewshot_lr)",
+            steps="train",
+            flag="--backbone-lr-scale",
+            exclusiveMinimum=0,
+            maximum=1,
         ),
         param("fewshot_dim", "integer", 128, "embedding size", steps="train", flag="--dim", minimum=2),
         param(

@@ -26,7 +26,7 @@ import torch
 
 from insectml.cv import fold_masks, load_plan, task_lineage
 from insectml.errors import ConfigError
-from insectml.fewshot.data import ImageSet
+from insectml.fewshot.data import ImageSet, normalisation
 from insectml.fewshot.embed import embed, episode_scores
 from insectml.fewshot.evaluate import (
     BASELINES,
@@ -117,7 +117,7 @@ def score_heldout(
     query's class (``cosines``, ``truth``), the open-set scores (``open_known``,
     ``open_unknown``) and the classes."""
     cut = cut_support_query(rows, n_support, seed)
-    images = ImageSet(cut, root, [], config["image_size"], False)
+    images = ImageSet(cut, root, [], config["image_size"], False, **normalisation(config))
     embeddings = {"model": embed(embedder, images, device), **baseline_embeddings(config, images, seed, device)}
     labels = [r["label"] for r in cut]
     arrays = {

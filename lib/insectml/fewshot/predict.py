@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from insectml.fewshot.data import load_tensor
+from insectml.fewshot.data import load_tensor, normalisation
 from insectml.fewshot.embed import load_embedder
 from insectml.fewshot.gallery import Gallery
 
@@ -24,13 +24,14 @@ class FewshotPredictor:
         if self.config.get("temperature") is not None:
             self.gallery.temperature = float(self.config["temperature"])
         self.size = self.config["image_size"]
+        self.normalisation = normalisation(self.config)
 
     @torch.no_grad()
     def embed_images(self, images: list) -> np.ndarray:
         """PIL images → unit embeddings (one forward pass for the batch)."""
         if not images:
             return np.zeros((0, self.config["dim"]), np.float32)
-        batch = torch.stack([load_tensor(im, self.size) for im in images])
+        batch = torch.stack([load_tensor(im, self.size, **self.normalisation) for im in images])
         return self.model(batch).numpy()
 
     def predict(self, images: list, k: int = 5) -> list[dict]:

@@ -187,6 +187,20 @@ class TrainingDiverged(UserError):
         )
 
 
+def param_groups(model: torch.nn.Module, lr: float) -> list[dict]:
+    """The optimiser's parameter groups: the parameters of a submodule with an ``lr_scale``
+    attribute (a backbone finetuned from pretrained weights) train at ``lr * lr_scale``,
+    the others at ``lr`` (the first group: the learning rate the history logs)."""
+    scale = {}
+    for module in model.modules():  # parents before children: the innermost scale wins
+        if hasattr(module, "lr_scale"):
+            scale |= {id(p): module.lr_scale for p in module.parameters()}
+    groups: dict[float, list] = {1.0: []}
+    for p in model.parameters():
+        groups.setdefault(scale.get(id(p), 1.0), []).append(p)
+    return [{"params": params, "lr": lr * s} for s, params in groups.items() if params]
+
+
 @dataclass
 class _Optimisation:
     """What updates the weights: AdamW, its per-step schedule, the AMP gradient scaler and,
@@ -199,7 +213,7 @@ class _Optimisation:
 
     @classmethod
     def create(cls, model: torch.nn.Module, cfg: LoopConfig, steps_per_epoch: int, use_amp: bool) -> _Optimisation:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup, total = int(cfg.warmup_epochs * steps_per_epoch), (cfg.epochs - cfg.swa_epochs) * steps_per_epoch
         floor = SWA_LR_SHARE if cfg.swa_epochs else 0.0
         return cls(
