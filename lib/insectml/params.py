@@ -3,8 +3,10 @@
 Nextflow plugins (nf-schema) cannot be downloaded on an offline cluster, so the
 entry workflow calls ``insectml params validate`` before anything runs. The schema
 is JSON Schema with nf-core's layout (``$defs`` groups, ``allOf``), plus:
-``"exists": true`` on ``format: file-path|directory-path`` and ``"x-choices"``
-for comma-separated lists whose items must come from a set.
+``"exists": true`` on ``format: file-path|directory-path`` (and on ``format: path``
+with ``"x-weights": true``: a weights file, folder or imported NAME, see
+:mod:`insectml.weights.store`) and ``"x-choices"`` for comma-separated lists whose items
+must come from a set.
 """
 
 from __future__ import annotations
@@ -64,7 +66,11 @@ def validate_params(schema_path: Path, params_json: str) -> None:
         if spec.get("exists") and isinstance(value, str) and name not in idle:
             path = Path(value)
             kind = spec.get("format")
-            if kind == "file-path" and not path.is_file():
+            if spec.get("x-weights"):
+                problem = _weights_problem(value, schema_path)
+                if problem:
+                    problems.append(f"--{name}: {problem}")
+            elif kind == "file-path" and not path.is_file():
                 problems.append(f"--{name}: file not found: {value}")
             elif kind == "directory-path" and not path.is_dir():
                 problems.append(f"--{name}: folder not found: {value}")
@@ -77,6 +83,26 @@ def validate_params(schema_path: Path, params_json: str) -> None:
     problems += [f"--{k}: unknown parameter (see --help)" for k in unknown]
     if problems:
         raise ParamsError(problems)
+
+
+def _weights_problem(value: str, schema_path: Path) -> str | None:
+    """Why ``value`` names no weights, or None. Besides the store's folders, a NAME is looked
+    for in the ``weights/`` folder next to the schema: the project's, which Nextflow's tasks
+    search too, while this check runs in the launch folder."""
+    from insectml.weights import store
+
+    if not value:  # the modules pass no --weights for an empty value
+        return None
+    found = store.find(value)
+    if found is not None and found.is_dir() and not (found / store.MANIFEST).is_file():
+        return f"folder {value} holds no {store.MANIFEST} (made by 'insectml weights import')"
+    if found is not None:
+        return None
+    project = schema_path.resolve().parent / store.WEIGHTS_DIR
+    if store.looks_like_name(value) and (project / value / store.MANIFEST).is_file():
+        return None
+    where = ", ".join(dict.fromkeys(str(d) for d in [*store.search_dirs(), project]))
+    return f"no weights file, folder or imported NAME {value!r} (looked in {where})"
 
 
 def _idle_family_params(schema: dict, task: object) -> set[str]:

@@ -30,6 +30,7 @@ from typing import Any
 SCHEMA_KEYWORDS = (
     "format",
     "exists",
+    "x-weights",
     "enum",
     "x-choices",
     "minimum",
@@ -69,7 +70,7 @@ class Param:
 
     @property
     def is_file(self) -> bool:
-        return self.schema.get("format") in ("file-path", "directory-path")
+        return self.schema.get("format") in ("file-path", "directory-path", "path")
 
 
 def param(
@@ -85,7 +86,8 @@ def param(
     **schema: Any,
 ) -> Param:
     """A :class:`Param`; JSON-schema keywords as keyword arguments (``x_choices`` for
-    ``x-choices``, ``exists=True`` for a path that must exist)."""
+    ``x-choices``, ``exists=True`` for a path that must exist, ``x_weights=True`` with
+    ``format="path"`` for weights: a file, a folder or an imported NAME)."""
     schema = {k.replace("_", "-") if k.startswith("x_") else k: v for k, v in schema.items()}
     unknown = set(schema) - set(SCHEMA_KEYWORDS)
     if unknown:

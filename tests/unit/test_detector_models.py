@@ -27,7 +27,7 @@ def test_local_weights_and_bad_names(tmp_path):
     )
     with pytest.raises(ConfigError, match="unknown detector"):
         create_detector("yolo", 3)
-    with pytest.raises(InputFileError, match="weights file not found"):
+    with pytest.raises(InputFileError, match="weights not found"):
         create_detector("ssdlite320_mobilenet_v3_large", 3, weights=tmp_path / "none.pt")
 
 

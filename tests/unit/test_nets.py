@@ -31,7 +31,7 @@ def test_local_weights_initialise_matching_layers(tmp_path):
 
 def test_bad_weights_and_names_are_user_errors(tmp_path):
     (tmp_path / "w.pt").write_bytes(b"junk")
-    with pytest.raises(InputFileError, match="not a PyTorch state dict"):
+    with pytest.raises(InputFileError, match="not a readable state dict"):
         create_net("gru", n_classes=3, n_mels=16, weights=tmp_path / "w.pt")
     with pytest.raises(ConfigError, match="unknown wingbeat net"):
         create_net("lstm", n_classes=3, n_mels=16)

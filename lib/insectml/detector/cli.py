@@ -97,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = steps.add_parser(
         "train",
-        help="train a torchvision detector (weights=None; --weights PATH for local weights)",
+        help="train a torchvision detector (weights=None; --weights FILE, folder or imported NAME to start from)",
         description="Train on the manifest's train split with the shared loop; early stopping on val mAP@.5. "
         "Writes weights.pt, config.json, labels.json, lineage.json, train_metrics.json, history.jsonl, "
         "checkpoints/last.pt.",

@@ -111,12 +111,15 @@ PARAMS = Group(
             "detector_weights",
             "string",
             None,
-            "local state dict to initialise the detectors from (tensors matching by name and shape); nothing "
-            "is downloaded",
+            "weights to initialise the detectors from: a state-dict file, or the folder or NAME of weights "
+            "brought in by 'insectml weights import' (a torchvision detector of the same architecture, or "
+            "the ImageNet classifier of its backbone); tensors matching by name and shape load, nothing is "
+            "downloaded",
             steps="train",
             flag="--weights",
-            format="file-path",
+            format="path",
             exists=True,
+            x_weights=True,
         ),
         param(
             "detector_image_size",

@@ -15,10 +15,11 @@ from insectml.data.manifest import read_json, read_manifest
 from insectml.detector.data import DetectionSet, collate
 from insectml.detector.family import PARAMS
 from insectml.detector.metrics import mean_average_precision, predict
-from insectml.detector.models import create_detector
+from insectml.detector.models import create_detector, normalisation
 from insectml.errors import ConfigError
 from insectml.modeldir import write_model_dir
 from insectml.training.loop import LoopConfig, config_fingerprint, declared_loop, fit, lineage_settings
+from insectml.training.weights import resolve_weights, weights_lineage
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class DetectorTrainConfig:
     root: Path
     out_dir: Path
     model: str = PARAMS.default("detector_model")
-    weights: Path | None = None
+    weights: Path | str | None = None  # a state-dict file, an imported folder or NAME
     image_size: int = PARAMS.default("detector_image_size")
     loop: LoopConfig = field(default_factory=partial(declared_loop, PARAMS))
 
@@ -48,8 +49,9 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         raise ConfigError(f"{cfg.manifest}: needs images in both the train and val splits")
     train_set = DetectionSet(train_rows, cfg.root, classes, train=True)
     val_set = DetectionSet(val_rows, cfg.root, classes, train=False)
+    weights = resolve_weights(cfg.weights) if cfg.weights else None
     torch.manual_seed(cfg.loop.seed)
-    model = create_detector(cfg.model, len(classes), cfg.image_size, cfg.weights)
+    model = create_detector(cfg.model, len(classes), cfg.image_size, weights)
 
     def step(model, batch, device):
         images, targets = batch
@@ -65,7 +67,8 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         cfg.loop,
         out_dir=cfg.out_dir,
         monitor="map_50",
-        fingerprint=config_fingerprint(cfg, "manifest", "dataset", "root"),
+        # the weights by content: a NAME re-imported with other tensors is other weights
+        fingerprint=config_fingerprint(replace(cfg, weights=weights and weights.sha256), "manifest", "dataset", "root"),
     )
     tic = time.perf_counter()
     summary = fit(model, train_set, step, validate, loop, collate=collate)
@@ -75,6 +78,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         "kind": "detector",
         "model": cfg.model,
         "image_size": cfg.image_size,
+        **normalisation(model),
         "n_parameters": sum(p.numel() for p in model.parameters()),
     }
     train_metrics = {
@@ -87,7 +91,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         params={
             "model": cfg.model,
             "image_size": cfg.image_size,
-            "weights": str(cfg.weights) if cfg.weights else None,
+            "weights": weights_lineage(weights),
             "loop": lineage_settings(loop),
             "split": dataset.get("split", {}),
         },

@@ -212,12 +212,14 @@ PARAMS = Group(
             "wingbeat_weights",
             "string",
             None,
-            "local PyTorch state dict to initialise the neural models from (layers that match by name and "
-            "shape); nothing is downloaded",
+            "weights to initialise the neural models from (layers that match by name and shape): a state-dict "
+            "file, or the folder or NAME of timm weights brought in by 'insectml weights import' (the cnn model "
+            "then takes their architecture, its first convolution summed to one channel); nothing is downloaded",
             steps="train",
             flag="--weights",
-            format="file-path",
+            format="path",
             exists=True,
+            x_weights=True,
         ),
         param(
             "wingbeat_mixup",

@@ -6,6 +6,7 @@ Every model takes ``(x, frames)``: ``x`` is batch × n_mels × time (dB, normali
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from insectml.errors import ConfigError
-from insectml.training.weights import load_matching_weights
+from insectml.errors import ConfigError, InputFileError
+from insectml.training.weights import load_matching_state, resolve_weights
+from insectml.weights.store import Weights, load_state
+
+log = logging.getLogger(__name__)
 
 
 def padding_mask(frames: torch.Tensor, length: int) -> torch.Tensor:
@@ -29,10 +33,35 @@ class SpectrogramCNN(nn.Module):
         import timm
 
         super().__init__()
+        self.backbone = backbone
         self.net = timm.create_model(backbone, pretrained=False, in_chans=1, num_classes=n_classes)
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return self.net(x.unsqueeze(1))
+
+    def from_timm(self, state: dict) -> dict:
+        """A timm state dict of :attr:`backbone` (an RGB ImageNet model) under this model's
+        names, without its classifier, its first convolution summed over the colour channels:
+        what timm itself does when pretrained weights meet one input channel."""
+        cfg = self.net.pretrained_cfg
+        heads = _names(cfg.get("classifier"))
+        first = {f"{n}.weight" for n in _names(cfg.get("first_conv"))}
+        own = self.net.state_dict()
+        adapted = {}
+        for key, tensor in state.items():
+            if any(key == h or key.startswith(h + ".") for h in heads):
+                continue
+            if key in first and key in own and tensor.ndim == 4 and own[key].shape[1] == 1 and tensor.shape[1] > 1:
+                tensor = tensor.float().sum(dim=1, keepdim=True).to(tensor.dtype)
+            adapted[f"net.{key}"] = tensor
+        return adapted
+
+
+def _names(value: str | tuple | list | None) -> tuple[str, ...]:
+    """A timm ``pretrained_cfg`` entry (one module name or several) as a tuple."""
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 class FrameGRU(nn.Module):
@@ -104,16 +133,32 @@ NETS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def create_net(name: str, n_classes: int, n_mels: int, weights: Path | None = None, **options) -> nn.Module:
-    """Build a net by name; ``weights`` (a local state dict) initialises it where shapes match."""
+def create_net(
+    name: str, n_classes: int, n_mels: int, weights: Weights | Path | str | None = None, **options
+) -> nn.Module:
+    """Build a net by name; ``weights`` initialise it where names and shapes match: a state
+    dict of the net, or imported timm weights (a folder or NAME), whose architecture the
+    ``cnn`` net then takes as its backbone."""
     if name not in NETS:
         raise ConfigError(f"unknown wingbeat net '{name}' (choose from: {', '.join(NETS)})")
+    weights = resolve_weights(weights) if weights is not None else None
+    if weights is not None and weights.kind is not None:
+        if weights.kind != "timm" or name != "cnn":
+            raise InputFileError(
+                weights.path, f"{weights.kind} weights ({weights.model}); only timm weights fit, and only the cnn net"
+            )
+        if options.get("backbone", weights.model) != weights.model:
+            log.info("cnn: backbone %s, the weights' architecture (not %s)", weights.model, options["backbone"])
+        options = {**options, "backbone": weights.model}
     try:
         model = NETS[name](n_classes=n_classes, n_mels=n_mels, **options)
     except RuntimeError as exc:  # timm: unknown backbone name
         raise ConfigError(f"{name}: {exc}") from None
     if weights is not None:
-        load_matching_weights(model, weights, name)
+        state = load_state(weights)
+        if weights.kind == "timm":
+            state = model.from_timm(state)
+        load_matching_state(model, state, weights.path, name)
     return model
 
 

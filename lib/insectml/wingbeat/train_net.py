@@ -24,6 +24,7 @@ from insectml.errors import ConfigError
 from insectml.metrics import classification_metrics
 from insectml.modeldir import write_model_dir
 from insectml.training.loop import LoopConfig, config_fingerprint, declared_loop, fit, lineage_settings
+from insectml.training.weights import resolve_weights, weights_lineage
 from insectml.wingbeat.family import PARAMS
 from insectml.wingbeat.features import load_features
 from insectml.wingbeat.folds import select_rows, write_heldout
@@ -40,7 +41,7 @@ class NetConfig:
     out_dir: Path
     model: str
     backbone: str = PARAMS.default("wingbeat_backbone")
-    weights: Path | None = None
+    weights: Path | str | None = None  # a state-dict file, an imported folder or NAME
     loop: LoopConfig = field(default_factory=partial(declared_loop, PARAMS))
     augment: bool = True
     folds: Path | None = None  # folds.json of 'insectml cv plan'
@@ -213,7 +214,10 @@ def train_net(cfg: NetConfig) -> dict:
     torch.manual_seed(cfg.loop.seed)
     options = {"backbone": cfg.backbone} if cfg.model == "cnn" else {}
     n_mels = int(x.shape[1])
-    model = create_net(cfg.model, len(classes), n_mels, weights=cfg.weights, **options)
+    weights = resolve_weights(cfg.weights) if cfg.weights else None
+    model = create_net(cfg.model, len(classes), n_mels, weights=weights, **options)
+    if cfg.model == "cnn":  # imported timm weights bring their architecture
+        options = {"backbone": model.backbone}
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def step(model, batch, device):
@@ -239,7 +243,8 @@ def train_net(cfg: NetConfig) -> dict:
         out_dir=cfg.out_dir,
         monitor="macro_f1",
         keep=keep,
-        fingerprint=config_fingerprint(cfg, "features", "folds"),
+        # the weights by content: a NAME re-imported with other tensors is other weights
+        fingerprint=config_fingerprint(replace(cfg, weights=weights and weights.sha256), "features", "folds"),
         swa_epochs=swa_epochs(cfg.loop.epochs) if cfg.swa else 0,
     )
     tic = time.perf_counter()
@@ -271,7 +276,7 @@ def train_net(cfg: NetConfig) -> dict:
         params={
             "model": cfg.model,
             "options": options,
-            "weights": str(cfg.weights) if cfg.weights else None,
+            "weights": weights_lineage(weights),
             "loop": lineage_settings(loop),
             "augment": cfg.augment,
             "mixup": cfg.mixup,
