@@ -174,7 +174,9 @@ def test_slurm_metrics_equal_the_local_run(slurm_run, cv_run, detector_run, fews
         (slurm_run / "detector" / "evaluation" / s / "metrics.json", detector_run / "evaluation" / s / "metrics.json")
         for s in ("generic", "target")
     ]
-    pairs.append((slurm_run / "fewshot" / "evaluation" / "metrics.json", fewshot_cv_run / "evaluation" / "metrics.json"))
+    pairs.append(
+        (slurm_run / "fewshot" / "evaluation" / "metrics.json", fewshot_cv_run / "evaluation" / "metrics.json")
+    )
     for on_slurm, local in pairs:
         diffs = same_results(json.loads(on_slurm.read_text()), json.loads(local.read_text()))
         assert not diffs, f"{on_slurm} differs from the local run: {diffs[:5]}"
