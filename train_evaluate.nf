@@ -15,6 +15,7 @@ include { validateParams; sweepPlan; familyInput; PIPELINE_COMPLETION } from './
 include { WINGBEAT } from './workflows/wingbeat'
 include { DETECTOR } from './workflows/detector'
 include { FEWSHOT  } from './workflows/fewshot'
+include { PRETRAIN } from './workflows/pretrain'
 
 workflow {
     validateParams()
@@ -33,6 +34,10 @@ workflow {
     if ('fewshot' in tasks) {
         FEWSHOT ( familyInput('fewshot'), sweep.task == 'fewshot' ? sweep : [:], params.chunk_size, params.cv_folds )
         ch_versions = ch_versions.mix(FEWSHOT.out.versions)
+    }
+    if ('pretrain' in tasks) {
+        PRETRAIN ( familyInput('pretrain') )
+        ch_versions = ch_versions.mix(PRETRAIN.out.versions)
     }
 
     PIPELINE_COMPLETION ( ch_versions )

@@ -13,6 +13,9 @@ from insectml.spec import Group, param
 # The model families, in the order they are listed everywhere; each is the package
 # insectml.<name> with a family.py descriptor (insectml.families loads them).
 FAMILY_NAMES = ("wingbeat", "detector", "fewshot")
+# What --task runs: the families, and self-supervised pretraining (insectml.pretrain), which
+# makes weights for them and serves nothing.
+TASK_NAMES = (*FAMILY_NAMES, "pretrain")
 
 GENERAL = Group(
     "general",
@@ -22,8 +25,9 @@ GENERAL = Group(
             "task",
             "string",
             "wingbeat",
-            f"model families to run, comma-separated: {', '.join(FAMILY_NAMES)}",
-            x_choices=list(FAMILY_NAMES),
+            f"what to run, comma-separated: the model families {', '.join(FAMILY_NAMES)}, or pretrain "
+            "(self-supervised pretraining of an image backbone on unlabelled images)",
+            x_choices=list(TASK_NAMES),
         ),
         param("outdir", "string", "results", "where results, models, archives and run reports are published"),
         param(

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from insectml.families import FAMILIES
+from insectml.pretrain.params import PARAMS as PRETRAIN
 from insectml.runparams import CLUSTER, GENERAL
 from insectml.spec import SCHEMA_KEYWORDS, Group, Param
 
@@ -27,7 +28,7 @@ BASE_GROUPS = (GENERAL, CLUSTER)
 
 def groups() -> list[Group]:
     """Every params group in the schema's ``$defs`` order."""
-    return [GENERAL, *(f.group for f in FAMILIES.values()), CLUSTER]
+    return [GENERAL, *(f.group for f in FAMILIES.values()), PRETRAIN, CLUSTER]
 
 
 def all_params() -> dict[str, Param]:
@@ -35,6 +36,8 @@ def all_params() -> dict[str, Param]:
 
 
 def _source(group: Group) -> str:
+    if group is PRETRAIN:
+        return "lib/insectml/pretrain/params.py"
     return f"lib/insectml/{group.name}/family.py" if group.name in FAMILIES else "lib/insectml/runparams.py"
 
 
@@ -52,7 +55,7 @@ def build_schema() -> dict:
         g.name: {"title": g.title, "type": "object", "properties": {p.name: schema_property(p) for p in g.params}}
         for g in groups()
     }
-    order = [GENERAL.name, CLUSTER.name, *FAMILIES]
+    order = [GENERAL.name, CLUSTER.name, *FAMILIES, PRETRAIN.name]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "insectml pipeline parameters",
@@ -106,7 +109,7 @@ _DEFAULT_NOTE = re.compile(r"\s*\[default: ([^\]]+)\]")
 def params_table() -> str:
     """The README's parameter table (param, default, meaning), every group in order."""
     rows = ["| param | default | meaning |", "|---|---|---|"]
-    for g in [GENERAL, CLUSTER, *(f.group for f in FAMILIES.values())]:
+    for g in [GENERAL, CLUSTER, *(f.group for f in FAMILIES.values()), PRETRAIN]:
         for p in g.params:
             note = _DEFAULT_NOTE.search(p.help)
             meaning = _DEFAULT_NOTE.sub("", p.help)

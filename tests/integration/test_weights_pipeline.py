@@ -1,10 +1,11 @@
-"""Imported weights through the real Nextflow engine, as a user without network brings them:
-checkpoints saved the way their publishers ship them (a timm model.safetensors with its
-config.json, a torchvision COCO detector .pth; randomly initialised, nothing downloaded),
-brought in with ``insectml weights import`` into the launch folder's weights/ and named by
-NAME on the command line. The few-shot embedder is enrolled from them with no training
-(``--fewshot_mode frozen``) and served by a real MMS; the detector starts from the COCO
-checkpoint."""
+"""Weights through the real Nextflow engine, as a user without network brings them:
+``--task pretrain`` pretrains a backbone on the demo's unlabelled images (SimCLR, -profile
+test), ``insectml weights import timm`` takes its model.safetensors as it takes a Hugging
+Face timm download, and a torchvision COCO detector checkpoint (randomly initialised,
+saved as torchvision ships it; nothing is downloaded) is imported beside it, both into the
+launch folder's weights/ and named by NAME on the command line. The few-shot embedder is
+enrolled from the pretrained weights with no training (``--fewshot_mode frozen``) and
+served by a real MMS; the detector starts from the COCO checkpoint."""
 
 import json
 
@@ -16,23 +17,9 @@ from .conftest import free_port, nextflow
 
 pytestmark = pytest.mark.integration
 
-TIMM_NAME = "tiny-resnet"
+SSL_NAME = "ssl-demo"
 COCO_NAME = "coco-ssdlite"
 COCO_MODEL = "ssdlite320_mobilenet_v3_large"
-
-
-def publish_timm(folder):
-    """A random-init timm resnet10t as the Hugging Face hub ships timm models."""
-    import timm
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    model = timm.create_model("resnet10t", pretrained=False)
-    folder.mkdir(parents=True)
-    save_file(model.state_dict(), str(folder / "model.safetensors"))
-    cfg = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "input_size": [3, 64, 64]}
-    (folder / "config.json").write_text(json.dumps({"architecture": "resnet10t", "pretrained_cfg": cfg}))
-    return folder / "model.safetensors"
 
 
 def publish_coco(folder):
@@ -49,21 +36,23 @@ def publish_coco(folder):
 
 @pytest.fixture(scope="module")
 def weights_run(repo_root, tool_env, run_cli, tmp_path_factory):
-    """``-profile test --task detector,fewshot`` from imported weights; the launch folder."""
+    """``-profile test --task pretrain``, then ``--task detector,fewshot`` from imported weights; the launch folder."""
     if not (repo_root / "data" / "fewshot" / "images").is_dir():
         pytest.fail("data/fewshot is missing: run 'make data' (dvc pull) first")
     cwd = tmp_path_factory.mktemp("nf-weights")
-    timm_file = publish_timm(cwd / "downloads" / "timm")
+    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--task", "pretrain", "--outdir", str(cwd / "results"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pretrained = cwd / "results" / "pretrain" / "weights" / "ssl" / "model.safetensors"
     coco_file = publish_coco(cwd / "downloads" / "torchvision")
     for args in (
-        ("timm", timm_file, "--name", TIMM_NAME, "--licence", "test weights"),
+        ("timm", pretrained, "--name", SSL_NAME),
         ("torchvision", coco_file, "--model", COCO_MODEL, "--name", COCO_NAME, "--licence", "test weights"),
     ):
         done = run_cli("weights", "import", *args, "--root", cwd)
         assert done.returncode == 0, done.stderr[-2000:]
     done = nextflow(
         repo_root, cwd, tool_env, "-profile", "test", "--task", "detector,fewshot",
-        "--fewshot_weights", TIMM_NAME, "--fewshot_mode", "frozen", "--detector_weights", COCO_NAME,
+        "--fewshot_weights", SSL_NAME, "--fewshot_mode", "frozen", "--detector_weights", COCO_NAME,
         "--outdir", str(cwd / "results"),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -74,14 +63,22 @@ def manifest(cwd, name):
     return json.loads((cwd / "weights" / name / "manifest.json").read_text())
 
 
+def test_pretrain_writes_weights_in_the_import_layout(weights_run):
+    from insectml.weights.store import resolve
+
+    weights = resolve(weights_run / "results" / "pretrain" / "weights" / "ssl")
+    assert weights.kind == "timm" and weights.manifest["source"]["method"] == "simclr"
+
+
 def test_frozen_embedder_is_the_imported_backbone_untrained(weights_run):
     from safetensors.torch import load_file
 
     model = weights_run / "results" / "fewshot" / "model"
     config = json.loads((model / "config.json").read_text())
     assert config["mode"] == "frozen"
-    assert config["mean"] == [0.5, 0.5, 0.5] and config["std"] == [0.25, 0.25, 0.25]
-    source = load_file(str(weights_run / "weights" / TIMM_NAME / "weights.safetensors"))
+    imported = manifest(weights_run, SSL_NAME)
+    assert config["mean"] == imported["mean"] and config["std"] == imported["std"]
+    source = load_file(str(weights_run / "weights" / SSL_NAME / "weights.safetensors"))
     trained = torch.load(model / "weights.pt", map_location="cpu", weights_only=True)
     assert torch.equal(trained["backbone.conv1.0.weight"], source["conv1.0.weight"])
     assert json.loads((model / "train_metrics.json").read_text())["n_trained_parameters"] == 0
@@ -89,7 +86,7 @@ def test_frozen_embedder_is_the_imported_backbone_untrained(weights_run):
 
 def test_lineage_records_the_imported_weights(weights_run):
     fewshot = json.loads((weights_run / "results/fewshot/model/lineage.json").read_text())
-    assert json.dumps(fewshot).count(manifest(weights_run, TIMM_NAME)["sha256"]) >= 1
+    assert json.dumps(fewshot).count(manifest(weights_run, SSL_NAME)["sha256"]) >= 1
     detector = json.loads((weights_run / "results/detector/models/generic/lineage.json").read_text())
     assert json.dumps(detector).count(manifest(weights_run, COCO_NAME)["sha256"]) >= 1
 

@@ -13,6 +13,7 @@ import pytest
 from insectml import schema
 from insectml.cli import build_parser
 from insectml.families import FAMILIES
+from insectml.pretrain.params import PARAMS as PRETRAIN
 from insectml.runparams import GENERAL
 from insectml.spec import Param
 
@@ -48,7 +49,9 @@ def _flagged() -> list[tuple[str, str, Param]]:
             for step in p.steps:
                 if p.flag and (p in family.group.params or step in family.steps):
                     rows.append((family.name, step, p))
-    return rows
+    # --task pretrain: one step, 'insectml pretrain train'
+    rows += [("pretrain", step, p) for p in (*PRETRAIN.params, GENERAL["seed"]) for step in p.steps if p.flag]
+    return [(f, s, p) for f, s, p in rows if f != "pretrain" or s == "train"]
 
 
 def test_generated_files_are_not_stale():
@@ -153,16 +156,21 @@ def _ext_args(family: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+# What conf/<name>/modules.config passes: each family's params, and pretraining's.
+GROUPS = {**{name: (f.group, f.steps) for name, f in FAMILIES.items()}, "pretrain": (PRETRAIN, ("train",))}
+
+
+@pytest.mark.parametrize("family", list(GROUPS))
 def test_ext_args_pass_every_declared_flag(family):
     passed = _ext_args(family)
-    shared = [p for p in GENERAL.params if set(p.steps) & set(FAMILIES[family].steps)]  # run-wide, read by steps
-    for p in (*FAMILIES[family].group.params, *shared):
+    group, steps = GROUPS[family]
+    shared = [p for p in GENERAL.params if set(p.steps) & set(steps)]  # run-wide, read by steps
+    for p in (*group.params, *shared):
         if p.flag and p.in_args:
             assert passed.get(p.name) == p.flag, f"conf/{family}/modules.config: {p.name} not passed as {p.flag}"
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", list(GROUPS))
 def test_ext_args_name_only_declared_params(family):
     declared = schema.all_params()
     text = _modules_config(family)
@@ -193,7 +201,7 @@ def test_registries_are_the_schema_enums():
     assert props["fewshot_miner"]["enum"] == list(MINERS)
     assert props["wingbeat_feature_model"]["enum"] == list(CLASSICAL_MODELS)
     assert props["wingbeat_models"]["x-choices"] == ["features", "rocket", *NETS]
-    assert props["task"]["x-choices"] == list(FAMILIES)
+    assert props["task"]["x-choices"] == [*FAMILIES, "pretrain"]
 
 
 def test_sweepable_params_are_the_training_steps():
