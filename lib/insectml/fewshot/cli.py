@@ -137,12 +137,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "enrol",
         help="add a class to a gallery from a few images, no retraining",
         description="Embed the images with the model and add (or replace) class NAME in the gallery; "
-        "writes the new gallery to --out (default: in place).",
+        "writes the new gallery to --out (default: in place). --out must be a new or empty folder or a gallery "
+        "folder (gallery.npz and gallery.json only), which is replaced whole; anything else is refused.",
     )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     p.add_argument("--gallery", type=existing_dir, required=True, help="gallery folder (gallery.npz + gallery.json)")
     p.add_argument("--name", required=True, help="class name to add")
-    p.add_argument("--out", type=Path, help="write the new gallery here (default: update --gallery)")
+    p.add_argument(
+        "--out", type=Path, help="write the new gallery here: a new folder or a gallery (default: update --gallery)"
+    )
     p.add_argument("images", nargs="+", type=Path, help="images of the new class")
     p.set_defaults(func=_enrol)
 
@@ -281,16 +284,14 @@ def _read_images(paths: list[Path]) -> list:
 
 
 def _enrol(args: argparse.Namespace) -> int:
-    import shutil
-
+    from insectml.fewshot.gallery import check_replaceable
     from insectml.fewshot.predict import FewshotPredictor
 
+    out = args.out or args.gallery
+    check_replaceable(out)  # before any work: --out may name a folder that is not ours
     predictor = FewshotPredictor(args.model, args.gallery)
     images = _read_images(args.images)
     action = predictor.gallery.enrol(args.name, predictor.embed_images(images))
-    out = args.out or args.gallery
-    if out != args.gallery and out.exists():
-        shutil.rmtree(out)
     predictor.gallery.save(out)
     print(
         json.dumps(

@@ -2,8 +2,11 @@
 embeddings), classification by cosine similarity, an open-set threshold, and calibrated
 probabilities.
 
-Adding a class is adding a row: no retraining. ``gallery.npz`` holds the prototypes;
-``gallery.json`` the class names, image counts, the threshold and the temperature.
+Adding a class is adding a row: no retraining. A gallery folder holds two files and
+nothing else: ``gallery.npz`` (the prototypes) and ``gallery.json`` (the class names, image
+counts, the threshold and the temperature). It is written whole (staged beside, then
+renamed), so a reader never sees the prototypes of one version with the names of another,
+and only a gallery folder is ever replaced.
 
 Probabilities: the probability of class c for a query is ``softmax(cosine / T)`` over every
 class of the gallery, with the temperature T of the embedder (its config.json), fitted by
@@ -26,9 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from insectml.errors import InputFileError, UserError
-from insectml.fileio import open_atomic, write_json_atomic
+from insectml.fileio import open_atomic, staged_folder, write_json_atomic
 
 UNKNOWN = "unknown"
+FILES = ("gallery.npz", "gallery.json")
 # fit_cosine_temperature fits T' of stats.fit_temperature (bounded to [0.05, 20]) on the
 # logits cosine / COSINE_SCALE, so T = COSINE_SCALE * T' lies in [0.005, 2]
 COSINE_SCALE = 0.1
@@ -104,9 +108,10 @@ class Gallery:
         }
 
     def save(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open_atomic(folder / "gallery.npz", "wb") as fh:
-            np.savez(fh, prototypes=self.prototypes)
+        """Write the gallery as the folder ``folder``: made if missing, replaced whole if it
+        is a gallery folder (:func:`check_replaceable`); anything else there is refused."""
+        folder = Path(folder)
+        check_replaceable(folder)
         info = {
             "classes": self.classes,
             "counts": self.counts,
@@ -114,28 +119,61 @@ class Gallery:
             "temperature": self.temperature,
             **self.meta,
         }
-        write_json_atomic(folder / "gallery.json", info)
+        # a symlinked gallery is replaced where it lives, not turned into a folder
+        with staged_folder(folder.resolve()) as stage:
+            with open_atomic(stage / "gallery.npz", "wb") as fh:
+                np.savez(fh, prototypes=self.prototypes)
+            write_json_atomic(stage / "gallery.json", info)
         return folder
 
     @classmethod
     def load(cls, folder: Path) -> Gallery:
-        for name in ("gallery.npz", "gallery.json"):
+        for name in FILES:
             if not (folder / name).is_file():
                 raise InputFileError(folder / name, "missing: not a gallery folder")
-        info = json.loads((folder / "gallery.json").read_text())
+        try:
+            info = json.loads((folder / "gallery.json").read_text(encoding="utf-8"))
+            classes = list(info["classes"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputFileError(folder / "gallery.json", f"not a gallery's class list ({exc})") from None
         protos = np.load(folder / "gallery.npz")["prototypes"]
-        if protos.shape[0] != len(info["classes"]):
-            raise InputFileError(
-                folder / "gallery.npz", f"{protos.shape[0]} prototypes for {len(info['classes'])} classes"
-            )
+        if protos.shape[0] != len(classes):
+            raise InputFileError(folder / "gallery.npz", f"{protos.shape[0]} prototypes for {len(classes)} classes")
         meta = {k: v for k, v in info.items() if k not in ("classes", "counts", "threshold", "temperature")}
         return cls(
-            list(info["classes"]),
+            classes,
             protos.astype(np.float32),
             list(info["counts"]),
             info.get("threshold"),
             meta,
             info.get("temperature"),
+        )
+
+
+def is_gallery_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a gallery as :meth:`Gallery.save` writes it: ``gallery.npz``
+    and a ``gallery.json`` with a class list, and nothing else."""
+    folder = Path(folder)
+    if not folder.is_dir() or sorted(p.name for p in folder.iterdir()) != sorted(FILES):
+        return False
+    try:
+        info = json.loads((folder / "gallery.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and isinstance(info.get("classes"), list)
+
+
+def check_replaceable(folder: Path) -> None:
+    """Raise :class:`InputFileError` unless a gallery may be written as ``folder``: it does
+    not exist, is an empty folder, or is a gallery folder (which is replaced)."""
+    folder = Path(folder)
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if not folder.is_dir():
+        raise InputFileError(folder, "exists and is not a folder; not replaced by a gallery")
+    if any(folder.iterdir()) and not is_gallery_folder(folder):
+        raise InputFileError(
+            folder, f"exists and is not a gallery folder ({' and '.join(FILES)} only); not replaced: give a new folder"
         )
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from insectml.errors import ConfigError, UserError
+from insectml.fileio import copy_atomic
 from insectml.release.gate import semver
-from insectml.release.store import ModelStore
+from insectml.release.store import ModelStore, file_name
 
 CONTENT_TYPES = {".wav": "audio/wav", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
@@ -64,16 +64,18 @@ def deploy(
     card = store.card(name, version)
     if card is None:
         raise ConfigError(f"model store {store_url}: {name}@{version} is not released there")
+    # the card comes from the store, which others can write: its archive is a name in the version's folder
+    archive = file_name(card.get("archive"), f"model store {store_url}: {name}@{version} model_card.json 'archive'")
     previous = deployed_versions(management_url, name)
     if version in previous:
         raise ConfigError(f"{name}@{version} is already deployed on {management_url}")
     new = served_name(name, version)
     archive_name = f"{new}.mar"
     with tempfile.TemporaryDirectory() as tmp:
-        fetched = store.fetch(name, version, card["archive"], Path(tmp))
+        fetched = store.fetch(name, version, archive, Path(tmp))
         if not mms_store.is_dir():
             raise ConfigError(f"--mms-store {mms_store}: folder not found (the server's --model-store)")
-        shutil.copyfile(fetched, mms_store / archive_name)
+        copy_atomic(fetched, mms_store / archive_name)
 
     try:
         register(management_url, archive_name, new, initial_workers=workers)

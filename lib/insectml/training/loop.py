@@ -38,10 +38,8 @@ import hashlib
 import json
 import logging
 import math
-import os
 import pickle
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -51,6 +49,7 @@ import numpy as np
 import torch
 
 from insectml.errors import InputFileError, UserError
+from insectml.fileio import copy_atomic, open_atomic, write_text_atomic
 from insectml.runparams import GENERAL
 from insectml.spec import Group
 
@@ -411,7 +410,7 @@ def _end_epoch(
     metrics: dict,
     seconds: float,
 ) -> None:
-    """Keep the weights if they are the best so far, checkpoint, append the history row, log."""
+    """Keep the weights if they are the best so far, checkpoint, write the history with its new row, log."""
     out = cfg.out_dir
     score = float(metrics.get(cfg.monitor, math.nan))
     improved = score > progress.best
@@ -420,9 +419,9 @@ def _end_epoch(
     else:
         progress.bad_epochs += 1
     if improved or cfg.keep == "last":
-        torch.save(model.state_dict(), out / "weights.pt")
+        _save_atomic(model.state_dict(), out / "weights.pt")
         if cfg.checkpoint_dir is not None:
-            shutil.copyfile(out / "weights.pt", ckdir / "best.pt")
+            copy_atomic(out / "weights.pt", ckdir / "best.pt")
     row = {
         "epoch": epoch,
         "train_loss": train_loss,
@@ -434,8 +433,7 @@ def _end_epoch(
     progress.history.append(row)
     # checkpoint first: a history row on disk means its epoch can be resumed
     save_checkpoint(ckdir / "last.pt", model, optim, progress, cfg)
-    with (out / "history.jsonl").open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
+    _write_history(out / "history.jsonl", progress.history)
     if metrics:
         log.info(
             "epoch %d: loss %.4f, val %s %.4f%s", epoch, train_loss, cfg.monitor, score, " (best)" if improved else ""
@@ -497,9 +495,9 @@ def _start_or_resume(
     _set_rng_state(state)
     epoch = state["epoch"]
     progress = _Progress(epoch, state["best"], state["best_epoch"], state["bad_epochs"], state["history"][:epoch])
-    history_path.write_text("".join(json.dumps(r) + "\n" for r in progress.history))
+    _write_history(history_path, progress.history)
     if external and (ckdir / "best.pt").is_file():
-        shutil.copyfile(ckdir / "best.pt", out / "weights.pt")
+        copy_atomic(ckdir / "best.pt", out / "weights.pt")
     log.info("resumed from checkpoint at epoch %d (%s; best %s %.4f)", epoch, last, cfg.monitor, progress.best)
     return progress
 
@@ -523,9 +521,16 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through a uniquely named temporary file beside ``path``: a kill
+    leaves the previous file, and two tasks sharing a checkpoint folder never write into
+    the same temporary file."""
+    with open_atomic(path, "wb") as fh:
+        torch.save(obj, fh)
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    """The whole history, rewritten each epoch (a few rows): never a half-written row."""
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _jsonable(values: dict) -> dict:
