@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-family = "{{ cookiecutter.family }}"
-library = "{{ cookiecutter.insectml_path }}"
-remote = "{{ cookiecutter.dvc_remote }}"
-author = "{{ cookiecutter.author }}"
-email = "{{ cookiecutter.email }}"
+family = {{ cookiecutter.family | string | tojson }}
+library = {{ cookiecutter.insectml_path | string | tojson }}
+remote = {{ cookiecutter.dvc_remote | string | tojson }}
+author = {{ cookiecutter.author | string | tojson }}
+email = {{ cookiecutter.email | string | tojson }}
 
 
 def fail(message: str) -> None:

@@ -4,9 +4,9 @@ import keyword
 import re
 import sys
 
-slug = "{{ cookiecutter.project_slug }}"
-path = "{{ cookiecutter.insectml_path }}"
-version = "{{ cookiecutter.insectml_version }}"
+slug = {{ cookiecutter.project_slug | string | tojson }}
+path = {{ cookiecutter.insectml_path | string | tojson }}
+version = {{ cookiecutter.insectml_version | string | tojson }}
 
 problems = []
 if not re.fullmatch(r"[a-z][a-z0-9_]*", slug):

@@ -118,14 +118,20 @@ def _sweep_plan(args: argparse.Namespace) -> int:
         params = json.loads(args.params)
     except json.JSONDecodeError as exc:
         raise UserError(f"--params is not JSON ({exc.msg})") from None
+    if not isinstance(params, dict):
+        raise UserError(f"--params is not a JSON object of params (got a {type(params).__name__})")
     print(json.dumps(plan(args.sweep, args.schema, params)))
     return 0
 
 
 def _sweep_select(args: argparse.Namespace) -> int:
+    from insectml.errors import InputFileError
+    from insectml.modeldir import read_json
     from insectml.sweep import select
 
-    configs = json.loads(args.plan.read_text())["configs"]
+    configs = read_json(args.plan, "sweep plan (from 'insectml sweep plan')", keys=("configs",))["configs"]
+    if not isinstance(configs, list) or not all(isinstance(c, dict) and {"id", "params"} <= c.keys() for c in configs):
+        raise InputFileError(args.plan, "'configs' is not a list of {id, params} (from 'insectml sweep plan')")
     print(select(args.task, args.models, args.ids, configs, args.out))
     return 0
 
@@ -168,6 +174,7 @@ def _versions(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     from insectml.errors import InputFileError
+    from insectml.modeldir import read_json
 
     if not args.outdir.is_dir():
         raise InputFileError(args.outdir, "results folder not found")
@@ -184,20 +191,29 @@ def _results(args: argparse.Namespace) -> int:
         if not paths:
             print("  (none)")
     for path in groups["metrics"]:
-        m = json.loads(path.read_text())
-        if "accuracy" in m:
-            print(
-                f"{path.parent.name}: {m.get('family')} {m.get('model')} {m.get('split')} "
-                f"accuracy={m['accuracy']:.3f} macro_f1={m['macro_f1']:.3f}"
-            )
-        elif "map_50" in m:
-            print(
-                f"{path.parent.name}: detector {m.get('model')} {m.get('split')} mAP={m['map']:.3f} mAP@.5={m['map_50']:.3f}"
-            )
-        elif m.get("family") == "fewshot":
-            one = m["episodes_5way_1shot"]["mean"]
-            print(
-                f"fewshot: {m.get('backbone')} {m.get('loss')} novel test classes={m['novel_classes']} "
-                f"top1={m['top1']:.3f} top5={m['top5']:.3f} 5-way-1-shot={one if one is None else round(one, 3)}"
-            )
+        m = read_json(path, "metrics file")
+        try:
+            line = _metrics_line(path, m)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputFileError(path, f"metrics file without the value 'results' shows ({exc!r})") from None
+        if line:
+            print(line)
     return 0
+
+
+def _metrics_line(path: Path, m: dict) -> str | None:
+    """The line 'results' prints for a family's metrics.json; None for another file of that name."""
+    if "accuracy" in m:
+        return (
+            f"{path.parent.name}: {m.get('family')} {m.get('model')} {m.get('split')} "
+            f"accuracy={m['accuracy']:.3f} macro_f1={m['macro_f1']:.3f}"
+        )
+    if "map_50" in m:
+        return f"{path.parent.name}: detector {m.get('model')} {m.get('split')} mAP={m['map']:.3f} mAP@.5={m['map_50']:.3f}"
+    if m.get("family") == "fewshot":
+        one = m["episodes_5way_1shot"]["mean"]
+        return (
+            f"fewshot: {m.get('backbone')} {m.get('loss')} novel test classes={m['novel_classes']} "
+            f"top1={m['top1']:.3f} top5={m['top5']:.3f} 5-way-1-shot={one if one is None else round(one, 3)}"
+        )
+    return None

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import configparser
 import datetime as dt
+import hashlib
+import json
 import platform
 import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import insectml
 
@@ -54,8 +58,68 @@ def dvc_data_version(root: Path | None = None) -> str | None:
     path = (root or code_root()) / "data.dvc"
     if not path.is_file():
         return None
-    match = re.search(r"md5:\s*([0-9a-f]{32}(?:\.dir)?)", path.read_text())
+    match = re.search(r"md5:\s*([0-9a-f]{32}(?:\.dir)?)", path.read_text(encoding="utf-8", errors="replace"))
     return match.group(1) if match else None
+
+
+def data_source(root: str | Path, files: Iterable[tuple[str, str]], dvc_root: Path | None = None) -> dict:
+    """Which data a dataset was made from, for its dataset.json and so the lineage of every
+    model trained on it: ``root`` (the folder the files' paths are relative to, as given) and
+    ``files``, each file used as (path relative to ``root``, md5 of its bytes).
+
+    Returns ``{"path", "content_md5", "tracked", "dvc_md5"}``. ``tracked`` is True when every
+    file is, byte for byte, a file of the version ``data.dvc`` (in ``dvc_root``, by default
+    this checkout) pins, at the same place relative to one folder of it: checked against
+    DVC's listing of that version, from the local cache or a local remote, wherever the
+    data lies (a pipeline task's staged copy counts). Then ``dvc_md5`` is data.dvc's md5;
+    otherwise it is None (the data is not what data.dvc pins, or that cannot be checked) and
+    ``content_md5``, over the files' paths and md5s, with ``path`` names the data."""
+    files = sorted(files)
+    content = hashlib.md5("".join(f"{md5}  {rel}\n" for rel, md5 in files).encode()).hexdigest()
+    dvc_root = dvc_root or code_root()
+    pinned = dvc_data_version(dvc_root)
+    listing = _dvc_listing(dvc_root, pinned) if pinned else None
+    tracked = bool(files) and listing is not None and _inside_listing(files, listing)
+    return {"path": str(root), "content_md5": content, "tracked": tracked, "dvc_md5": pinned if tracked else None}
+
+
+def _dvc_listing(dvc_root: Path, md5: str) -> dict[str, str] | None:
+    """DVC's listing of a tracked folder's version ``md5`` (``<md5>.dir``): relative path →
+    md5, read from the project's cache or a remote on this file system; None if neither holds it
+    (or the version is one file, not a folder)."""
+    if not md5.endswith(".dir"):
+        return None
+    places = [dvc_root / ".dvc" / "cache"]
+    config = configparser.ConfigParser()
+    try:
+        config.read(dvc_root / ".dvc" / "config", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        pass
+    for section in config.sections():
+        url = config[section].get("url", "")
+        if section.strip("'\"").startswith("remote") and url and "://" not in url:
+            places.append((dvc_root / ".dvc" / url).resolve())
+    for place in places:
+        for candidate in (place / "files" / "md5" / md5[:2] / md5[2:], place / md5[:2] / md5[2:]):
+            if candidate.is_file():
+                try:
+                    entries = json.loads(candidate.read_text(encoding="utf-8"))
+                    return {e["relpath"]: e["md5"] for e in entries}
+                except (ValueError, TypeError, KeyError):
+                    continue
+    return None
+
+
+def _inside_listing(files: list[tuple[str, str]], listing: dict[str, str]) -> bool:
+    """Whether some folder ``P`` of the listing holds every file: ``listing[P/rel] == md5``."""
+    rel, md5 = files[0]
+    rel = PurePosixPath(rel).as_posix()
+    prefixes = [
+        path[: -len(rel)]
+        for path, digest in listing.items()
+        if digest == md5 and (path == rel or path.endswith("/" + rel))
+    ]
+    return any(all(listing.get(prefix + PurePosixPath(r).as_posix()) == m for r, m in files) for prefix in prefixes)
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
@@ -72,12 +136,19 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def collect(*, params: dict, seed: int, data: dict, started: str) -> dict:
-    """Everything needed to tell where a model came from and to rebuild it."""
+def collect(*, params: dict, seed: int, data: dict, started: str, source: dict | None = None) -> dict:
+    """Everything needed to tell where a model came from and to rebuild it. ``source``:
+    the dataset's :func:`data_source` (its dataset.json ``source``); the data's version is
+    data.dvc's md5 only when that says the data is what data.dvc tracks, else the content
+    hash and the path, marked untracked (``tracked`` False; None when not known)."""
+    if source is None:
+        version = {"dvc_md5": None, "tracked": None}
+    else:
+        version = {k: source.get(k) for k in ("dvc_md5", "tracked", "path", "content_md5")}
     return {
         "insectml": insectml.__version__,
         "code": git_state(),
-        "data": {"dvc_md5": dvc_data_version(), **data},
+        "data": {**version, **data},
         "params": params,
         "seed": seed,
         "packages": package_versions(),

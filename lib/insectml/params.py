@@ -24,10 +24,19 @@ class ParamsError(UserError):
 
 
 def load_schema(path: Path) -> dict:
+    """The pipeline's schema: a JSON object, else one :class:`InputFileError`."""
+    if not path.is_file():
+        raise InputFileError(path, "schema file not found")
     try:
-        return json.loads(path.read_text())
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InputFileError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    groups = schema.get("$defs", {}) if isinstance(schema, dict) else None
+    if not isinstance(groups, dict) or not all(isinstance(g, dict) for g in groups.values()):
+        raise InputFileError(path, "not a JSON schema object (with a '$defs' object of parameter groups)")
+    return schema
 
 
 def flat_properties(schema: dict) -> dict[str, dict]:
@@ -51,6 +60,8 @@ def validate_params(schema_path: Path, params_json: str) -> None:
         params = json.loads(params_json)
     except json.JSONDecodeError as exc:
         raise UserError(f"--params is not JSON ({exc.msg})") from None
+    if not isinstance(params, dict):
+        raise UserError(f"--params is not a JSON object of params (got a {type(params).__name__})")
     props = flat_properties(schema)
     flat = {"type": "object", "properties": props}
     problems = []

@@ -30,6 +30,7 @@ import random
 from pathlib import Path
 
 from insectml.errors import ConfigError, InputFileError
+from insectml.fileio import open_atomic, write_json_atomic, write_text_atomic
 
 
 def _sweepable() -> dict[str, tuple[str, ...]]:
@@ -52,7 +53,9 @@ def load_sweep(path: Path) -> dict:
     if not path.is_file():
         raise InputFileError(path, "sweep file not found")
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not UTF-8 text") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
@@ -175,7 +178,7 @@ def select(task: str, model_dirs: list[Path], ids: list[str], configs: list[dict
     best = rows[0]["config"]
     out.mkdir(parents=True, exist_ok=True)
     names = sorted({k for r in rows for k in r["params"]})
-    with (out / "sweep.csv").open("w", newline="") as fh:
+    with open_atomic(out / "sweep.csv") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["config", *names, "val_metric", "train_seconds", "best_epoch"])
         for r in rows:
@@ -189,16 +192,16 @@ def select(task: str, model_dirs: list[Path], ids: list[str], configs: list[dict
                 ]
             )
     summary = {"task": task, "metric": ".".join(metric), "best": best, "configs": rows}
-    (out / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "best.txt").write_text(best + "\n")
+    write_json_atomic(out / "sweep.json", summary)
+    write_text_atomic(out / "best.txt", best + "\n")
     _plot(rows, summary["metric"], out / "sweep.png")
     return best
 
 
 def _read(path: Path) -> dict:
-    if not path.is_file():
-        raise InputFileError(path, "not found (is this a trained model folder?)")
-    return json.loads(path.read_text())
+    from insectml.modeldir import read_json
+
+    return read_json(path, "training metrics (is this a trained model folder?)")
 
 
 def _plot(rows: list[dict], metric: str, path: Path) -> Path:

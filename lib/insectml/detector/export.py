@@ -3,7 +3,6 @@ against the eager model on a sample image before it is written."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import torch
 
 from insectml.detector.evaluate import load_detector
 from insectml.errors import UserError
+from insectml.fileio import write_json_atomic
+from insectml.modeldir import file_sha256
 
 FORMATS = ("torchscript", "onnx")
 
@@ -38,7 +39,7 @@ def export_detector(model_dir: Path, out_dir: Path, name: str, formats: tuple[st
         # trips torchvision's own tensor-copy warnings. Neither is the user's to act on.
         warnings.simplefilter("ignore", (FutureWarning, UserWarning, DeprecationWarning))
         written.update(_export_all(model, image, expected, out_dir, name, formats))
-    (out_dir / f"{name}.export.json").write_text(json.dumps(written, indent=2) + "\n")
+    write_json_atomic(out_dir / f"{name}.export.json", written)
     return written
 
 
@@ -55,6 +56,8 @@ def _export_all(model, image, expected, out_dir: Path, name: str, formats: tuple
         written["torchscript_max_abs_diff"] = _check(expected, got[0], "TorchScript")
         tmp.replace(path)
         written["torchscript"] = str(path)
+        # what 'package' records in the archive's lineage.json, and loading verifies
+        written["torchscript_sha256"] = file_sha256(path)
     if "onnx" in formats:
         written.update(_export_onnx(model, image, expected, out_dir / f"{name}.onnx"))
     return written
@@ -107,4 +110,4 @@ def _export_onnx(model, image: torch.Tensor, expected: dict, path: Path) -> dict
     got = {"boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels), "scores": torch.from_numpy(scores)}
     diff = _check(expected, got, "ONNX")
     tmp.replace(path)
-    return {"onnx": str(path), "onnx_max_abs_diff": diff}
+    return {"onnx": str(path), "onnx_max_abs_diff": diff, "onnx_sha256": file_sha256(path)}

@@ -7,7 +7,6 @@ run as one batch (torchvision detectors take a list of differently sized images)
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -26,15 +25,26 @@ def decode_image(body: bytes, name: str = "request body") -> torch.Tensor:
 
 
 class DetectorPredictor:
+    """The detector in ``model_dir``, its weights (the TorchScript export, or weights.pt)
+    checked against the sha256 its lineage.json records before they are loaded
+    (:func:`insectml.modeldir.verify_weights`). TorchScript runs the code it holds: load
+    only models from a trusted source."""
+
     def __init__(self, model_dir: Path, score_threshold: float | None = None) -> None:
         from insectml.errors import InputFileError
+        from insectml.modeldir import read_json, verify_weights
 
         if not (model_dir / "labels.json").is_file():
             raise InputFileError(model_dir / "labels.json", "missing from the model directory")
-        self.classes: list[str] = json.loads((model_dir / "labels.json").read_text())
-        serving = json.loads((model_dir / "serving.json").read_text()) if (model_dir / "serving.json").is_file() else {}
+        self.classes: list[str] = read_json(model_dir / "labels.json", "class list", kind=list)
+        serving = (
+            read_json(model_dir / "serving.json", "serving settings") if (model_dir / "serving.json").is_file() else {}
+        )
         self.score_threshold = score_threshold if score_threshold is not None else serving.get("score_threshold", 0.3)
         self.scripted = (model_dir / TORCHSCRIPT).is_file()
+        weights = model_dir / (TORCHSCRIPT if self.scripted else "weights.pt")
+        if weights.is_file():  # else load_detector names the missing file
+            verify_weights(weights)
         if self.scripted:
             import torchvision  # noqa: F401 - registers torchvision::nms, which the TorchScript model calls
 

@@ -98,6 +98,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         seed=loop.seed,
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},
         started=started,
+        source=dataset.get("source"),
     )
     write_model_dir(cfg.out_dir, config=config, labels=classes, train_metrics=train_metrics, lineage=record)
     return train_metrics

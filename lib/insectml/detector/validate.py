@@ -43,6 +43,7 @@ from insectml.detector.formats import locate_labels, read_boxes
 from insectml.detector.supervisely_io import ImageRecord, read_species_folders
 from insectml.errors import InputFileError, ValidationFailed
 from insectml.fileio import write_json_atomic
+from insectml.lineage import data_source
 from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
@@ -296,6 +297,7 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: DetectorValidateCon
             "near_duplicate_bits": cfg.near_duplicate_bits,
             **dup_summary,
         },
+        "source": data_source(cfg.root, ((r["path"], r["md5"]) for r in rows)),
     }
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     return dataset

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +106,13 @@ def load_embedder(model_dir: Path):
     """The trained embedder (eval mode) and its config.json, rebuilt from the folder alone
     (config.json names the architecture, weights.pt holds every tensor)."""
     from insectml.fewshot.model import embedder_from_config
+    from insectml.modeldir import read_json, verify_weights
 
     for name in ("config.json", "weights.pt"):
         if not (model_dir / name).is_file():
             raise InputFileError(model_dir / name, "missing from the model directory")
-    config = json.loads((model_dir / "config.json").read_text())
+    config = read_json(model_dir / "config.json", "model config", keys=("backbone",))
     model = embedder_from_config(config)
+    verify_weights(model_dir / "weights.pt")
     model.load_state_dict(torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True))
     return model.eval(), config

@@ -162,6 +162,7 @@ def train_fewshot(cfg: FewshotTrainConfig) -> dict:
         seed=loop.seed,
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("classes_per_split")},
         started=started,
+        source=dataset.get("source"),
     )
     write_model_dir(cfg.out_dir, config=config, labels=base, train_metrics=metrics, lineage=record)
     return metrics

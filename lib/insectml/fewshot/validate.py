@@ -32,6 +32,7 @@ from insectml.data.manifest import content_version, file_digest, iter_manifest, 
 from insectml.errors import ConfigError, InputFileError, ValidationFailed
 from insectml.fewshot.family import PARAMS as P
 from insectml.fileio import write_json_atomic
+from insectml.lineage import data_source
 from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class FewshotValidateConfig:
 def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:
     rows, problems = [], []
     if cfg.labels is not None:
+        if not cfg.labels.is_file():
+            raise InputFileError(cfg.labels, "labels file not found")
         # UTF-8 whatever the locale: class names such as "Anophèles" must read the same everywhere.
         try:
             with cfg.labels.open(newline="", encoding="utf-8") as fh:
@@ -63,13 +66,24 @@ def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:
                 missing = {"path", "label"} - set(reader.fieldnames or [])
                 if missing:
                     raise InputFileError(cfg.labels, f"missing column(s) {', '.join(sorted(missing))}")
-                for line, rec in enumerate(reader, start=2):
+                for rec in reader:
+                    line, path = reader.line_num, (rec["path"] or "").strip()
+                    if not path:
+                        problems.append(f"{cfg.labels}:{line}: empty path")
+                        continue
+                    if _escapes(path):
+                        problems.append(
+                            f"{cfg.labels}:{line}: path '{path}' leads outside --root (absolute, or with '..')"
+                        )
+                        continue
                     if not (rec["label"] or "").strip():
                         problems.append(f"{cfg.labels}:{line}: empty label")
                         continue
-                    rows.append({"path": rec["path"], "label": unicodedata.normalize("NFC", rec["label"].strip())})
+                    rows.append({"path": path, "label": unicodedata.normalize("NFC", rec["label"].strip())})
         except UnicodeDecodeError:
             raise InputFileError(cfg.labels, "not a UTF-8 text CSV file") from None
+        except csv.Error as exc:
+            raise InputFileError(cfg.labels, f"malformed CSV ({exc})") from None
     else:
         for folder in sorted(p for p in cfg.images.iterdir() if p.is_dir()):
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -81,6 +95,13 @@ def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:
         if not rows and not problems:
             problems.append(f"{cfg.images}: no <class>/<image> folders found")
     return rows, problems
+
+
+def _escapes(path: str) -> bool:
+    """Whether a CSV row's ``path`` leads outside the root it is relative to: absolute, or
+    with a ``..`` part. (Symbolic links below the root are the user's own layout and are
+    followed.)"""
+    return Path(path).is_absolute() or ".." in Path(path).parts
 
 
 def validate_fewshot(cfg: FewshotValidateConfig) -> dict:
@@ -107,6 +128,7 @@ def list_candidates(cfg: FewshotValidateConfig) -> dict:
     rows, problems = _read(cfg)
     listing = {
         "source": str(cfg.images or cfg.labels),
+        "root": str(cfg.root.resolve()),  # for the dataset's source; the gather may run without it
         "problems": problems,
         "settings": {k: getattr(cfg, k) for k in _LISTED_SETTINGS},
     }
@@ -262,6 +284,7 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConf
             "groups_merged": merged,
             "duplicates_dropped": len(dropped),
         },
+        "source": data_source(listing.get("root", str(cfg.root)), ((r["path"], r["md5"]) for r in out)),
     }
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     log.info("%d images, %d classes: %s", len(out), len(classes), dataset["classes_per_split"])

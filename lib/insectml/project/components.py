@@ -34,7 +34,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from insectml.data.manifest import read_json
 from insectml.errors import ConfigError, InputFileError, UserError
+from insectml.fileio import write_json_atomic
 
 MODULES_JSON = "modules.json"
 SCHEMA = "nextflow_schema.json"
@@ -179,20 +181,45 @@ class Project:
         self.path = self.root / MODULES_JSON
         if self.path.is_file():
             try:
-                self.record = json.loads(self.path.read_text())
+                self.record = json.loads(self.path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
                 raise InputFileError(self.path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-            if not isinstance(self.record.get("components"), dict):
+            except UnicodeDecodeError:
+                raise InputFileError(self.path, "not a UTF-8 text file") from None
+            if not isinstance(self.record, dict) or not isinstance(self.record.get("components"), dict):
                 raise InputFileError(self.path, "no 'components' object; is this an insectml modules.json?")
+            for name, entry in self.record["components"].items():
+                self._check_entry(name, entry)
         else:
             self.record = {"library": {}, "components": {}}
+
+    def _check_entry(self, name: str, entry: object) -> None:
+        """One line naming ``modules.json`` and the component when its entry lacks a field
+        the commands read, or lists a file outside the project: the files are read and
+        deleted (when the library drops them), so a path must not lead elsewhere."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict):
+            raise InputFileError(self.path, f"component {name!r}: no 'files' object")
+        missing = [k for k in ("kind", "version", "checksum") if k not in entry]
+        if missing:
+            raise InputFileError(self.path, f"component {name!r}: no {', '.join(repr(k) for k in missing)}")
+        for f in entry["files"]:
+            if not self.inside(f):
+                raise InputFileError(self.path, f"component {name!r}: file {f!r} is not inside the project")
+
+    def inside(self, relative: str) -> bool:
+        """Whether ``relative`` (a path from modules.json) names a file inside the project,
+        symbolic links resolved."""
+        if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+            return False
+        resolved = (self.root / relative).resolve()
+        return resolved != self.root and resolved.is_relative_to(self.root)
 
     @property
     def installed(self) -> dict[str, dict]:
         return self.record["components"]
 
     def save(self) -> None:
-        self.path.write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+        write_json_atomic(self.path, self.record, sort_keys=True)
 
     def current_sums(self, entry: dict) -> dict[str, str | None]:
         return {f: (sha256(self.root / f) if (self.root / f).is_file() else None) for f in entry["files"]}
@@ -231,7 +258,7 @@ def build_schema(library: Library, project: Project) -> dict:
     project's own groups (those the library does not define), kept as they are."""
     lib_schema = library.schema()
     path = project.root / SCHEMA
-    own = json.loads(path.read_text()) if path.is_file() else {}
+    own = read_json(path, "the project's schema") if path.is_file() else {}
     installed = [library.components[c] for c in project.installed if c in library.components]
     groups = {g for c in installed for g in c.schema_groups}
     groups = [g for g in [*BASE_GROUPS, *sorted(groups - set(BASE_GROUPS))] if g in groups]
@@ -283,7 +310,7 @@ def install(library: Library, project: Project, name: str, force: bool = False, 
         _copy(library, project, component)
     project.record["library"] = {"name": "insectml", "source": library.source}
     if any(c.schema_groups for c in plan):
-        (project.root / SCHEMA).write_text(json.dumps(build_schema(library, project), indent=2) + "\n")
+        write_json_atomic(project.root / SCHEMA, build_schema(library, project))
     project.save()
     return [c.name for c in plan]
 

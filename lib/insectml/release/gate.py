@@ -14,7 +14,10 @@ does not beat it (``beats_baseline`` false) fails unless released with
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from insectml.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,20 @@ def check(
     return GateResult(not problems, bump, tuple(problems), tuple(comparison), allowed)
 
 
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+
+
 def semver(version: str) -> tuple[int, int, int]:
-    """``v1.2.3`` as ``(1, 2, 3)``, for ordering versions."""
-    major, minor, patch = (int(x) for x in version.lstrip("v").split("."))
+    """``v1.2.3`` as ``(1, 2, 3)``, for ordering versions. Anything else, a pre-release
+    (``v1.2.0-rc.1``) or build tag among them, is a :class:`ConfigError`: the gate bumps
+    released versions only."""
+    found = _VERSION.fullmatch(str(version))
+    if found is None:
+        raise ConfigError(
+            f"version {version!r} is not vMAJOR.MINOR.PATCH: the release gate orders and bumps released "
+            "versions only (a pre-release or build tag such as -rc.1 is not one)"
+        )
+    major, minor, patch = (int(x) for x in found.groups())
     return major, minor, patch
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from insectml.errors import InputFileError
+from insectml.fileio import open_atomic, write_json_atomic, write_text_atomic
+from insectml.modeldir import read_json
 from insectml.report import write_comparison_report
 
 BASELINE = "baseline"
@@ -55,10 +57,8 @@ SHOWN = [
 ]
 
 
-def _load(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise InputFileError(path, f"{what} not found")
-    return json.loads(path.read_text())
+# What compare reads from each file, checked once when it is read.
+_METRICS_KEYS = ("model", "classes", "per_class", "confusion_matrix", "macro_f1")
 
 
 def compare(
@@ -69,15 +69,15 @@ def compare(
     the paired bootstrap."""
     evaluations = {}
     for d in evaluation_dirs:
-        metrics = _load(d / "metrics.json", "evaluation metrics")
+        metrics = read_json(d / "metrics.json", "evaluation metrics", keys=_METRICS_KEYS)
         evaluations[metrics["model"]] = (d, metrics)
     rows, curves = [], {}
     for d in model_dirs:
-        config = _load(d / "config.json", "model config")
+        config = read_json(d / "config.json", "model config", keys=("model",))
         name = config["model"]
         if name not in evaluations:
             raise InputFileError(d, f"no evaluation given for model '{name}'")
-        train = _load(d / "train_metrics.json", "training metrics")
+        train = read_json(d / "train_metrics.json", "training metrics")
         _, metrics = evaluations[name]
         rows.append(
             {
@@ -89,25 +89,22 @@ def compare(
         )
         history = d / "history.jsonl"
         if history.is_file():
-            curves[name] = [json.loads(line) for line in history.read_text().splitlines()]
+            curves[name] = _history(history)
     selected_by = "cv_macro_f1" if all(r["cv_macro_f1"] is not None for r in rows) else "val_macro_f1"
     rows.sort(key=lambda r: (-(r[selected_by] or 0), r["model"]))
     best = rows[0]["model"]
     verdict = _verdict(best, evaluations, seed)
 
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "comparison.csv").open("w", newline="") as fh:
+    with open_atomic(out / "comparison.csv") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    (out / "comparison.json").write_text(
-        json.dumps(
-            {"best": best, "selected_by": selected_by, "verdict": verdict, "baseline": BASELINE, "models": rows},
-            indent=2,
-        )
-        + "\n"
+    write_json_atomic(
+        out / "comparison.json",
+        {"best": best, "selected_by": selected_by, "verdict": verdict, "baseline": BASELINE, "models": rows},
     )
-    (out / "best.txt").write_text(best + "\n")
+    write_text_atomic(out / "best.txt", best + "\n")
     images = [_plot_confusions(rows, evaluations, out / "confusion_matrices.png")]
     if curves:
         images.append(_plot_curves(curves, out / "training_curves.png"))
@@ -115,7 +112,7 @@ def compare(
     if sweep is not None:
         from insectml.sweep import table_html
 
-        extra = table_html(json.loads(sweep.read_text()))
+        extra = table_html(read_json(sweep, "sweep summary (sweep.json)", keys=("configs", "metric", "best")))
         if (sweep.parent / "sweep.png").is_file():
             images.append(sweep.parent / "sweep.png")
     write_comparison_report(
@@ -131,6 +128,17 @@ def compare(
         else "validation macro-F1",
     )
     return best
+
+
+def _history(path: Path) -> list[dict]:
+    """The epochs of a history.jsonl, for the training curves."""
+    try:
+        epochs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputFileError(path, "training history is not JSON lines") from None
+    if not all(isinstance(e, dict) and {"epoch", "train_loss"} <= e.keys() for e in epochs):
+        raise InputFileError(path, "training history has a line without 'epoch' and 'train_loss'")
+    return epochs
 
 
 def _verdict(best: str, evaluations: dict, seed: int) -> dict:

@@ -9,7 +9,6 @@ in ``predict`` and in the MMS handler alike.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -154,16 +153,34 @@ def decode_recording(source: Path | bytes, frontend: FrontendConfig, name: str |
     )
 
 
+# What each kind reads besides config.json, labels.json and the weights, from config.json.
+_CONFIG_KEYS = {"classical": ("frontend",), "rocket": ("frontend",), "net": ("frontend", "norm", "model")}
+
+
 def load_predictor(model_dir: Path) -> Predictor:
+    """The model in ``model_dir``, its weights checked against the sha256 its lineage.json
+    records (:func:`insectml.modeldir.verify_weights`) before they are loaded. Loading runs
+    the weights' code (joblib unpickles): load only models from a trusted source."""
+    from insectml.modeldir import read_json, verify_weights
+
     for name in ("config.json", "labels.json"):
         if not (model_dir / name).is_file():
             raise InputFileError(model_dir / name, "missing from the model directory")
-    config = json.loads((model_dir / "config.json").read_text())
-    classes = json.loads((model_dir / "labels.json").read_text())
+    config = read_json(model_dir / "config.json", "model config")
+    classes = read_json(model_dir / "labels.json", "class list", kind=list)
     kind = config.get("kind", "classical")
     if kind not in KINDS:
         raise InputFileError(model_dir / "config.json", f"unknown model kind '{kind}'")
-    weights = model_dir / ("weights.pt" if kind == "net" else "model.joblib")
-    if not weights.is_file():
-        raise InputFileError(weights, "missing from the model directory")
+    missing = [k for k in _CONFIG_KEYS[kind] if k not in config]
+    if missing:
+        raise InputFileError(model_dir / "config.json", f"a {kind} model config with no {', '.join(missing)}")
+    weights = [model_dir / ("weights.pt" if kind == "net" else "model.joblib")]
+    if kind == "rocket":
+        from insectml.wingbeat.rocket import ROCKET_STATE
+
+        weights.append(model_dir / ROCKET_STATE)
+    for path in weights:
+        if not path.is_file():
+            raise InputFileError(path, "missing from the model directory")
+        verify_weights(path)
     return KINDS[kind](model_dir, config, classes)

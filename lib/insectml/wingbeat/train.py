@@ -112,6 +112,7 @@ def train(cfg: TrainConfig) -> dict:
         seed=cfg.seed,
         data={"dataset_version": dataset.get("version"), "counts": dataset.get("counts")},
         started=started,
+        source=dataset.get("source"),
     )
     write_model_dir(out, config=config, labels=classes, train_metrics=train_metrics, lineage=record)
     return train_metrics

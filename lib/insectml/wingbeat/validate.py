@@ -35,6 +35,7 @@ from insectml.data.manifest import (
 from insectml.data.split import grouped_split
 from insectml.errors import InputFileError, ValidationFailed
 from insectml.fileio import write_json_atomic
+from insectml.lineage import data_source
 from insectml.runparams import GENERAL
 from insectml.wingbeat.audio import decode_wav
 from insectml.wingbeat.family import PARAMS as P
@@ -103,6 +104,9 @@ def list_candidates(cfg: ValidateConfig) -> dict:
         if empty:
             problems.append(f"{where}: empty {', '.join(repr(c) for c in empty)}")
             continue
+        if _escapes(row.path):
+            problems.append(f"{where}: path '{row.path}' leads outside the data folder (absolute, or with '..')")
+            continue
         if row.path in seen_path:
             problems.append(f"{where}: '{row.path}' is listed twice (first at line {seen_path[row.path]})")
             continue
@@ -119,6 +123,7 @@ def list_candidates(cfg: ValidateConfig) -> dict:
     )
     listing = {
         "labels": str(cfg.labels or cfg.data_dir),
+        "root": str(cfg.data_dir.resolve()),  # for the dataset's source; the gather may run without it
         "rows": len(rows),
         "candidates": len(accepted),
         "classes": known,
@@ -248,6 +253,9 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
         },
     }
     dataset["split"].update(duplicates=cfg.duplicates, **dup_summary)
+    dataset["source"] = data_source(
+        listing.get("root", str(cfg.data_dir)), zip(samples["path"], samples["md5"], strict=True)
+    )
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     return dataset
 
@@ -270,6 +278,13 @@ def _duplicates(samples: dict[str, list], policy: str) -> tuple[list[bool], list
         log.warning("%s", line)
     summary = {"groups_merged": done.merged, "duplicates_dropped": done.dropped}
     return list(done.keep), problems + list(done.problems), list(done.warnings), summary
+
+
+def _escapes(path: str) -> bool:
+    """Whether a labels row's ``path`` leads outside the data folder it is relative to:
+    absolute, or with a ``..`` part. (Symbolic links below the folder are the user's own
+    layout, DVC's cache links among them, and are followed.)"""
+    return Path(path).is_absolute() or ".." in Path(path).parts
 
 
 def _cap_per_class(rows: list, cap: int, seed: int) -> list:
