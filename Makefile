@@ -103,10 +103,8 @@ deploy: setup  ## insectml deploy $(MODEL_TAG), or the latest release of $(MODEL
 	bin/insectml deploy $(or $(MODEL_TAG),$(MODEL)@$$(bin/insectml models --latest $(MODEL) --store $(STORE))) \
 	  --mms $(MMS) --inference $(MMS_INFERENCE) --mms-store $(MMS_STORE) --store $(STORE) --sample $(SAMPLE)
 
-lock:  ## re-pin env/requirements.txt from env/requirements.in (in a scratch venv)
-	rm -rf $(INSECTML_CACHE)/lock-venv && python3 -m venv $(INSECTML_CACHE)/lock-venv
-	$(INSECTML_CACHE)/lock-venv/bin/pip install -q -r env/requirements.in
-	$(INSECTML_CACHE)/lock-venv/bin/pip freeze > env/requirements.txt
+lock:  ## re-pin env/requirements.txt from env/requirements.in (in a scratch venv), each with its sha256
+	@bash env/setup.sh --lock
 
 clean:  ## remove run outputs (not the environment cache)
 	rm -rf work .nextflow .nextflow.log* $(OUTDIR)
