@@ -24,16 +24,17 @@ include { chunks; inChunkOrder                     } from '../subworkflows/local
 
 workflow DETECTOR {
     take:
-    ch_input    // [ meta, data folder holding the Supervisely project and the species folders ]
+    ch_input    // [ meta, data folder holding the Supervisely project and the species folders, weights (or []) ]
     chunk_size  // images per task of the validation checks
 
     main:
     ch_versions = Channel.empty()
-    data = ch_input.map { meta, data -> data }.first()
+    data = ch_input.map { meta, data, weights -> data }.first()
+    weights = ch_input.map { meta, data, weights -> weights }.first()   // both stages start from them
 
     // Validation scattered: the labels listed, each chunk of `chunk_size` candidates
     // checked in its own task, the chunks gathered (reported, split) in chunk order.
-    DETECTOR_VALIDATE_LIST ( ch_input )
+    DETECTOR_VALIDATE_LIST ( ch_input.map { meta, data, weights -> [ meta, data ] } )
     ch_check = chunks(DETECTOR_VALIDATE_LIST.out.candidates, chunk_size, 1)
         .combine(data)
     DETECTOR_VALIDATE_CHECK ( ch_check )
@@ -47,14 +48,14 @@ workflow DETECTOR {
 
     ch_generic = DETECTOR_VALIDATE.out.manifest
         .map { meta, manifest, dataset -> [ meta + [ stage: 'generic' ], manifest, dataset ] }
-    DETECTOR_TRAIN_GENERIC ( ch_generic, data )
+    DETECTOR_TRAIN_GENERIC ( ch_generic, data, weights )
     DETECTOR_EVALUATE_GENERIC ( DETECTOR_TRAIN_GENERIC.out.model.join(ch_generic), data )
     DETECTOR_PSEUDOLABEL ( DETECTOR_TRAIN_GENERIC.out.model.join(ch_generic), data )
 
     DETECTOR_PSEUDOLABEL.out.skipped.subscribe { meta, note -> log.warn(note.text.trim()) }
     ch_target = DETECTOR_PSEUDOLABEL.out.merged
         .map { meta, manifest, dataset -> [ meta + [ stage: 'target' ], manifest, dataset ] }
-    DETECTOR_TRAIN_TARGET ( ch_target, data )
+    DETECTOR_TRAIN_TARGET ( ch_target, data, weights )
     DETECTOR_EVALUATE_TARGET ( DETECTOR_TRAIN_TARGET.out.model.join(ch_target), data )
 
     // Both detectors are exported and packaged: the generic one finds insects, the target

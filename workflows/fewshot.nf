@@ -29,18 +29,19 @@ include { chunks; inChunkOrder   } from '../subworkflows/local/chunks/main'
 
 workflow FEWSHOT {
     take:
-    ch_input    // [ meta, data folder the image paths are relative to ]
+    ch_input    // [ meta, labels CSV (or [] for class folders), data folder the image paths are relative to, weights (or []) ]
     sweep       // [:] or the plan of 'insectml sweep plan': [ task, metric, configs ]
     chunk_size  // images per task of the validation checks
     cv_folds    // auto, 0 or K folds of classes (ignored with a sweep, which selects on the val split)
 
     main:
     def sweeping = sweep as boolean
-    data = ch_input.map { meta, data -> data }.first()
+    data = ch_input.map { meta, labels, data, weights -> data }.first()
+    weights = ch_input.map { meta, labels, data, weights -> weights }.first()
 
     // Validation scattered: the labels listed, each chunk of `chunk_size` candidates
     // checked in its own task, the chunks gathered (reported, split) in chunk order.
-    FEWSHOT_VALIDATE_LIST ( ch_input )
+    FEWSHOT_VALIDATE_LIST ( ch_input.map { meta, labels, data, weights -> [ meta, labels, data ] } )
     ch_check = chunks(FEWSHOT_VALIDATE_LIST.out.candidates, chunk_size, 1)
         .combine(data)
     FEWSHOT_VALIDATE_CHECK ( ch_check )
@@ -69,7 +70,7 @@ workflow FEWSHOT {
             ? [ [ meta + [ role: 'val' ], manifest, dataset, [] ] ]
             : (0..<k).collect { [ meta + [ role: 'fold', fold: it, k: k ], manifest, dataset, folds ] } +
               [ [ meta + [ role: 'refit', k: k ], manifest, dataset, folds ] ] }
-    FEWSHOT_TRAIN ( ch_train, data )
+    FEWSHOT_TRAIN ( ch_train, data, weights )
     ch_versions = FEWSHOT_VALIDATE_LIST.out.versions.mix(
         FEWSHOT_VALIDATE_CHECK.out.versions, FEWSHOT_VALIDATE.out.versions, CV_PLAN.out.versions,
         FEWSHOT_TRAIN.out.versions)

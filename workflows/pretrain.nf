@@ -9,7 +9,7 @@ include { PRETRAIN_TRAIN } from '../modules/pretrain/train/main'
 
 workflow PRETRAIN {
     take:
-    ch_input    // [ meta, folder of unlabelled images ]
+    ch_input    // [ meta, folder of unlabelled images, weights to continue from (or []) ]
 
     main:
     PRETRAIN_TRAIN ( ch_input )

@@ -33,7 +33,7 @@ include { chunks; inChunkOrder      } from '../subworkflows/local/chunks/main'
 
 workflow WINGBEAT {
     take:
-    ch_input    // [ meta, labels.csv (or [] for the folder layout), data folder ]
+    ch_input    // [ meta, labels.csv (or [] for the folder layout), data folder, weights (or []) ]
     models      // list of model names: features, cnn, gru, transformer (the baseline is always added)
     sweep       // [:] or the plan of 'insectml sweep plan': [ task, model, metric, configs ]
     chunk_size  // recordings per task of the checks and the features
@@ -42,9 +42,13 @@ workflow WINGBEAT {
     main:
     ch_versions = Channel.empty()
     def sweeping = sweep as boolean
-    ch_data = ch_input.map { meta, labels, data -> [ meta.id, data ] }
+    ch_data = ch_input.map { meta, labels, data, weights -> [ meta.id, data ] }
+    // The weights the neural models start from; the other models read none, so that a new
+    // weights file reruns only the nets' training.
+    ch_weights = ch_input.map { meta, labels, data, weights -> [ meta.id, weights ] }
+    def fromWeights = { model -> !(model in [ 'baseline', 'rocket', 'features' ]) }
 
-    WINGBEAT_VALIDATE_LIST ( ch_input )
+    WINGBEAT_VALIDATE_LIST ( ch_input.map { meta, labels, data, weights -> [ meta, labels, data ] } )
     ch_versions = ch_versions.mix(WINGBEAT_VALIDATE_LIST.out.versions)
 
     ch_check = chunks(WINGBEAT_VALIDATE_LIST.out.candidates, chunk_size, 1)
@@ -95,11 +99,13 @@ workflow WINGBEAT {
             }
             [ m.id, m, features ] }
         .combine(ch_plan, by: 0)
-        .flatMap { id, meta, features, folds, k ->
+        .combine(ch_weights, by: 0)
+        .flatMap { id, meta, features, folds, k, weights ->
+            def w = fromWeights(meta.model) ? weights : []
             k == 0
-            ? [ [ meta + [ role: 'val' ], features, [] ] ]
-            : (0..<k).collect { [ meta + [ role: 'fold', fold: it, k: k ], features, folds ] } +
-              [ [ meta + [ role: 'refit', k: k ], features, folds ] ] }
+            ? [ [ meta + [ role: 'val' ], features, [], w ] ]
+            : (0..<k).collect { [ meta + [ role: 'fold', fold: it, k: k ], features, folds, w ] } +
+              [ [ meta + [ role: 'refit', k: k ], features, folds, w ] ] }
     WINGBEAT_TRAIN ( ch_train )
     ch_versions = ch_versions.mix(WINGBEAT_TRAIN.out.versions)
 

@@ -117,6 +117,7 @@ PARAMS = Group(
             "downloaded",
             steps="train",
             flag="--weights",
+            in_args=False,  # the module passes its staged input (weightsInput)
             format="path",
             exists=True,
             x_weights=True,

@@ -100,6 +100,7 @@ PARAMS = Group(
             "folder, or a local state dict (a timm backbone's, or a whole embedder's); nothing is downloaded",
             steps="train",
             flag="--weights",
+            in_args=False,  # the module passes its staged input (weightsInput)
             format="path",
             exists=True,
             x_weights=True,

@@ -19,6 +19,7 @@ PARAMS = Group(
             groovy='"${projectDir}/data/fewshot/images"',
             steps="train",
             flag="--images",
+            in_args=False,  # the module passes its staged input folder
             format="directory-path",
             exists=True,
         ),
@@ -57,6 +58,7 @@ PARAMS = Group(
             "architecture): domain-adaptive pretraining of, e.g., ImageNet weights on your photos",
             steps="train",
             flag="--weights",
+            in_args=False,  # the module passes its staged input (weightsInput)
             format="path",
             exists=True,
             x_weights=True,
@@ -89,7 +91,9 @@ PARAMS = Group(
             flag="--batch-size",
             minimum=2,
         ),
-        param("pretrain_lr", "number", 0.001, "peak AdamW learning rate", steps="train", flag="--lr", exclusiveMinimum=0),
+        param(
+            "pretrain_lr", "number", 0.001, "peak AdamW learning rate", steps="train", flag="--lr", exclusiveMinimum=0
+        ),
         *optimiser_params("pretrain", 0.0001, 2.0),
         param(
             "pretrain_temperature",

@@ -4,8 +4,8 @@
 pickle) and ``manifest.json`` (architecture, source, sha256, licence, input size and
 normalisation). Every ``--*_weights`` param takes either a state-dict file (``.pt``,
 ``.pth``, ``.bin`` or ``.safetensors``), a folder holding a manifest, or a bare NAME, looked
-up in the folders of ``$INSECTML_WEIGHTS_PATH`` (``:``-separated; Nextflow sets it to the
-launch and project folders' ``weights/``) and then in ``./weights``.
+up in the folders of ``$INSECTML_WEIGHTS_PATH`` (``:``-separated) and then in ``./weights``
+(the pipeline resolves a NAME the same way before any task and stages what it finds).
 """
 
 from __future__ import annotations

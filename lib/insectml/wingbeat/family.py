@@ -217,6 +217,7 @@ PARAMS = Group(
             "then takes their architecture, its first convolution summed to one channel); nothing is downloaded",
             steps="train",
             flag="--weights",
+            in_args=False,  # the module passes its staged input (weightsInput)
             format="path",
             exists=True,
             x_weights=True,

@@ -6,6 +6,7 @@ process DETECTOR_TRAIN {
     input:
     tuple val(meta), path(manifest), path(dataset)
     path data, stageAs: 'data'
+    path weights, stageAs: 'init_weights/*'   // a file or folder to start from, else []
 
     output:
     tuple val(meta), path('model'), emit: model
@@ -17,6 +18,7 @@ process DETECTOR_TRAIN {
     script:
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
+    def init = weights ? "--weights ${weights}" : ''
     """
     insectml detector train \\
         --manifest ${manifest} \\
@@ -25,6 +27,7 @@ process DETECTOR_TRAIN {
         --seed ${meta.seed} \\
         --threads ${task.cpus} \\
         --out model \\
+        ${init} \\
         ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml

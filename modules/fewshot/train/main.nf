@@ -6,6 +6,7 @@ process FEWSHOT_TRAIN {
     input:
     tuple val(meta), path(manifest), path(dataset), path(folds)   // folds: folds.json with meta.role fold/refit, else []
     path data, stageAs: 'data'
+    path weights, stageAs: 'init_weights/*'                         // a file or folder to start from, else []
 
     output:
     tuple val(meta), path('model'), emit: model
@@ -18,6 +19,7 @@ process FEWSHOT_TRAIN {
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
     def cv = folds ? "--folds ${folds}" + (meta.role == 'fold' ? " --fold ${meta.fold}" : '') : ''
+    def init = weights ? "--weights ${weights}" : ''
     """
     insectml fewshot train \\
         --manifest ${manifest} \\
@@ -27,6 +29,7 @@ process FEWSHOT_TRAIN {
         --threads ${task.cpus} \\
         --out model \\
         ${cv} \\
+        ${init} \\
         ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml

@@ -3,7 +3,7 @@ process FEWSHOT_VALIDATE_LIST {
     label 'process_single'
 
     input:
-    tuple val(meta), path(data, stageAs: 'data')
+    tuple val(meta), path(labels), path(data, stageAs: 'data')   // labels: a CSV of path,label, else [] (class folders)
 
     output:
     tuple val(meta), path('candidates.jsonl'), emit: candidates
@@ -15,9 +15,11 @@ process FEWSHOT_VALIDATE_LIST {
 
     script:
     def args = task.ext.args ?: ''
+    def labels_arg = labels ? "--labels ${labels}" : ''
     """
     insectml fewshot validate \\
         --list-only \\
+        ${labels_arg} \\
         --root ${data} \\
         --seed ${meta.seed} \\
         --out . \\

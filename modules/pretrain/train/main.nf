@@ -4,7 +4,7 @@ process PRETRAIN_TRAIN {
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(images, stageAs: 'images')
+    tuple val(meta), path(images, stageAs: 'images'), path(weights, stageAs: 'init_weights/*')   // weights: to continue from, else []
 
     output:
     tuple val(meta), path('weights/*'), emit: weights
@@ -16,12 +16,14 @@ process PRETRAIN_TRAIN {
     script:
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
+    def init = weights ? "--weights ${weights}" : ''
     """
     insectml pretrain train \\
         --images images \\
         --seed ${meta.seed} \\
         --threads ${task.cpus} \\
         --out weights \\
+        ${init} \\
         ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml

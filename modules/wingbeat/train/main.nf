@@ -4,7 +4,8 @@ process WINGBEAT_TRAIN {
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(features), path(folds)   // folds: folds.json with meta.role fold/refit, else []
+    // folds: folds.json with meta.role fold/refit, else []; weights: a file or folder to start from, else []
+    tuple val(meta), path(features), path(folds), path(weights, stageAs: 'init_weights/*')
 
     output:
     tuple val(meta), path('model'), emit: model
@@ -17,6 +18,7 @@ process WINGBEAT_TRAIN {
     def args = task.ext.args ?: ''
     def checkpoints = task.ext.checkpoint_dir ? "--checkpoint-dir ${task.ext.checkpoint_dir}" : ''
     def cv = folds ? "--folds ${folds}" + (meta.role == 'fold' ? " --fold ${meta.fold}" : '') : ''
+    def init = weights ? "--weights ${weights}" : ''
     """
     insectml wingbeat train \\
         --features ${features} \\
@@ -25,6 +27,7 @@ process WINGBEAT_TRAIN {
         --threads ${task.cpus} \\
         --out model \\
         ${cv} \\
+        ${init} \\
         ${checkpoints} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml

@@ -48,16 +48,51 @@ def sweepPlan(List tasks, String schema = "${projectDir}/nextflow_schema.json") 
     return sweep
 }
 
-// The input channel of a family's workflow: one item, [ meta, inputs… ].
+// The input channel of a family's workflow: one item, [ meta, inputs…, weights ]. Every
+// file a task reads is staged (labels CSV, data folder, weights), so that tasks find it
+// from their work dirs and -resume sees it change; [] stands for an unset one.
 def familyInput(String family) {
     def meta = [ id: family, family: family, seed: params.seed ]
+    def weights = weightsInput("${family}_weights")
     if (family == 'wingbeat') {
         // The folders layout (<species>/<...>/<file>.wav) has no labels CSV.
         def labels = params.wingbeat_layout == 'folders' ? []
             : file(params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv", checkIfExists: true)
-        return Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true) ])
+        return Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true), weights ])
     }
-    return Channel.of([ meta, file(params["${family}_input".toString()], checkIfExists: true) ])
+    if (family == 'fewshot') {
+        // Without a labels CSV the images are read from <class>/<image> folders.
+        def labels = params.fewshot_labels ? file(params.fewshot_labels, checkIfExists: true) : []
+        return Channel.of([ meta, labels, file(params.fewshot_input, checkIfExists: true), weights ])
+    }
+    return Channel.of([ meta, file(params["${family}_input".toString()], checkIfExists: true), weights ])
+}
+
+// The file or folder a --<param> weights value names, as a task input ([] when unset): a
+// file or folder (relative to the launch folder), or the NAME of weights imported by
+// 'insectml weights import', looked up in the folders params validation searches
+// (insectml.weights.store): $INSECTML_WEIGHTS_PATH, the launch and the project folders'
+// weights/. The tasks get the staged file or folder, never the NAME. Nextflow
+// hashes a staged file by its size and time, a folder by its own (which 'weights import
+// --force' renews, as it swaps the whole folder).
+def weightsInput(String param) {
+    def value = params[param]?.toString()?.trim()
+    if (!value) {
+        return []
+    }
+    def path = file(value, glob: false)
+    if (path.exists()) {
+        return path
+    }
+    def name = !value.contains('/') && !(['.safetensors', '.pt', '.pth', '.bin'].any { value.endsWith(it) })
+    if (name) {
+        def dirs = (System.getenv('INSECTML_WEIGHTS_PATH') ?: '').tokenize(':') + [ "${launchDir}/weights", "${projectDir}/weights" ]
+        def found = dirs.collect { file("${it}/${value}", glob: false) }.find { it.resolve('manifest.json').exists() }
+        if (found) {
+            return found
+        }
+    }
+    exit 2, "${workflow.manifest.name}: error: --${param}: no weights file, folder or imported NAME '${value}'"
 }
 
 workflow PIPELINE_COMPLETION {
