@@ -156,3 +156,13 @@ def collect(*, params: dict, seed: int, data: dict, started: str, source: dict |
         "started": started,
         "finished": now(),
     }
+
+
+def describe_data(data: dict) -> str:
+    """A lineage's data version in words: data.dvc's md5 when the data is what it pins, else
+    the content hash and the path, marked untracked (unknown for a record made before)."""
+    if data.get("dvc_md5"):
+        return f"data.dvc md5 {data['dvc_md5']}"
+    if data.get("tracked") is False:
+        return f"untracked: content md5 {data.get('content_md5')} of {data.get('path')}"
+    return "unknown (not recorded)"

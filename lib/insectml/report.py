@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 
+from insectml.lineage import describe_data
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
@@ -45,7 +47,7 @@ def write_report(
     summary = {
         "code commit": code.get("commit"),
         "dirty": code.get("dirty"),
-        "data (data.dvc md5)": lineage.get("data", {}).get("dvc_md5"),
+        "data": describe_data(lineage.get("data", {})),
         "dataset version": lineage.get("data", {}).get("dataset_version"),
         "seed": lineage.get("seed"),
     }

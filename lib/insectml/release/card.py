@@ -137,7 +137,7 @@ def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous
 ## Lineage
 
 - code commit: `{code.get("commit")}`{" (dirty tree)" if code.get("dirty") else ""}
-- data: `data.dvc` md5 `{data.get("dvc_md5")}`, dataset version `{data.get("dataset_version")}`
+- data: {lineage_mod.describe_data(data)}, dataset version `{data.get("dataset_version")}`
 - seed: {c.lineage.get("seed")}
 - labels ({len(c.labels)}): {", ".join(c.labels[:20])}{" …" if len(c.labels) > 20 else ""}
 - archive: `{c.archive.name}`

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from insectml.errors import ConfigError, UserError
+from insectml.lineage import describe_data
 from insectml.release.candidate import load_candidate
 from insectml.release.card import write_card
 from insectml.release.gate import check, next_version
@@ -94,7 +95,7 @@ def release(
         cards = write_card(candidate, name, version, gate, previous, Path(tmp))
         folder = store.put(name, version, [candidate.archive, *cards, *candidate.plots])
     headline = ", ".join(f"{k} {v:.4f}" for k, v in candidate.headline.items())
-    message = f"{name} {version} ({candidate.family}, {gate.bump}): {headline}; data {candidate.lineage.get('data', {}).get('dvc_md5')}"
+    message = f"{name} {version} ({candidate.family}, {gate.bump}): {headline}; {describe_data(candidate.lineage.get('data', {}))}"
     try:
         gto.api.register(str(repo), name, ref, version=version, message=message)
         if stage:
