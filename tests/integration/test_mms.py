@@ -59,8 +59,56 @@ def test_bad_body_is_400_and_server_keeps_serving(server, repo_root):
 
 def test_binds_loopback_only(server):
     cfg, _ = server
-    props = (cfg.state_dir / "config.properties").read_text()
-    assert f"inference_address=http://127.0.0.1:{cfg.port}" in props
+    props = (cfg.state_dir / "config.properties").read_text().splitlines()
+    addresses = [line for line in props if "_address=" in line]
+    assert addresses == [
+        f"inference_address=http://127.0.0.1:{cfg.port}",
+        f"management_address=http://127.0.0.1:{cfg.management_port}",
+    ]
+
+
+def test_management_api_keeps_its_own_address_when_inference_moves(nf_test_run, tmp_path):
+    """--host moves the inference API only: with inference on 127.0.0.2 (another loopback
+    address), the management API answers on 127.0.0.1 and not on 127.0.0.2."""
+    import socket
+
+    cwd, _ = nf_test_run
+    cfg = ServerConfig(
+        model_store=cwd / "results/wingbeat/archive",
+        models={},
+        state_dir=tmp_path,
+        host="127.0.0.2",
+        port=free_port(),
+        management_port=free_port(),
+    )
+    start(cfg, timeout=240)
+    try:
+        urllib.request.urlopen(f"http://127.0.0.2:{cfg.port}/ping", timeout=5).close()
+        urllib.request.urlopen(f"http://127.0.0.1:{cfg.management_port}/models", timeout=5).close()
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.2", cfg.management_port), timeout=5):
+            pass
+    finally:
+        stop(tmp_path)
+
+
+def test_a_body_over_the_request_size_limit_gets_413_and_the_server_keeps_serving(server, repo_root):
+    """MMS answers from the declared Content-Length, before the body is sent (sending it
+    all would meet a closed connection)."""
+    import http.client
+
+    cfg, _ = server
+    conn = http.client.HTTPConnection("127.0.0.1", cfg.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/predictions/wingbeat")
+        conn.putheader("Content-Type", "audio/wav")
+        conn.putheader("Content-Length", str(cfg.max_request_size + 1))
+        conn.endheaders()
+        conn.send(b"RIFF")
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+    wav = repo_root / "data/wingbeat/recordings/aedes_albopictus/aedes_albopictus_0002.wav"
+    assert "probabilities" in predict(cfg.inference_url, "wingbeat", wav.read_bytes())
 
 
 def test_stop_ends_every_server_process(nf_test_run, repo_root, tmp_path):

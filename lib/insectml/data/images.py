@@ -12,10 +12,15 @@ import numpy as np
 
 from insectml.errors import UserError
 
+# The most pixels a posted image may declare. Its header is read before any pixel is
+# decoded, so a small file that would decode to gigabytes (a decompression bomb) costs
+# nothing; PIL's own guard only refuses above ~179 Mpx and lets ~89-179 Mpx through.
+MAX_PIXELS = 40_000_000
 
-def open_image(body: bytes, name: str = "request body", min_side: int = 8):
+
+def open_image(body: bytes, name: str = "request body", min_side: int = 8, max_pixels: int = MAX_PIXELS):
     """Image bytes (JPEG, PNG, …) → an RGB PIL image; empty, unreadable, truncated, tiny
-    or decompression-bomb images are a UserError naming ``name``."""
+    or decompression-bomb images (more than ``max_pixels``) are a UserError naming ``name``."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     if not isinstance(body, (bytes, bytearray)) or not body:
@@ -23,6 +28,11 @@ def open_image(body: bytes, name: str = "request body", min_side: int = 8):
     tolerant, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
     try:
         with Image.open(io.BytesIO(body)) as image:
+            if image.width * image.height > max_pixels:
+                raise UserError(
+                    f"{name}: image is {image.width}x{image.height} px ({image.width * image.height / 1e6:.1f} Mpx); "
+                    f"at most {max_pixels / 1e6:g} Mpx accepted"
+                )
             image.load()
             rgb = image.convert("RGB")
     except Image.DecompressionBombError as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from insectml.cliargs import add_param, existing_dir, existing_file
 from insectml.families import FAMILIES
+from insectml.serving.mms import LOOPBACK, MAX_REQUEST_SIZE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "start",
         help="start a server in the background and wait until it predicts",
-        description="Start Multi Model Server bound to HOST with the given archives; return when a probe "
-        "prediction succeeds (or, without --probe, when every model has a ready worker).",
+        description="Start Multi Model Server with the given archives, its inference API bound to HOST and its "
+        "management API to MANAGEMENT_HOST (both loopback by default); return when a probe prediction succeeds "
+        "(or, without --probe, when every model has a ready worker).",
     )
     p.add_argument("--model-store", type=existing_dir, required=True, help="folder holding the .mar archives")
     p.add_argument(
@@ -50,9 +52,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--state", type=Path, default=Path("serving"), help="folder for config, logs and PIDs (default: serving)"
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument(
+        "--host", default=LOOPBACK, help=f"address the inference API binds (default: {LOOPBACK}; warns if not loopback)"
+    )
     p.add_argument("--port", type=int, default=8080, help="inference port (default: 8080)")
+    p.add_argument(
+        "--management-host",
+        default=LOOPBACK,
+        help=f"address the management API binds, whatever --host is (default: {LOOPBACK}); it has no "
+        "authentication and registers archives from any URL, so it warns if not loopback",
+    )
     p.add_argument("--management-port", type=int, default=8081, help="management port (default: 8081)")
+    p.add_argument(
+        "--max-request-size",
+        type=int,
+        default=MAX_REQUEST_SIZE,
+        metavar="BYTES",
+        help=f"largest request body; larger ones get HTTP 413 (default: {MAX_REQUEST_SIZE}, MMS's own)",
+    )
     p.add_argument("--probe", type=existing_file, help="a sample request body; ready = the first model predicts it")
     p.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness (default: 180)")
     p.set_defaults(func=_start)
@@ -77,6 +94,9 @@ def _start(args: argparse.Namespace) -> int:
     from insectml.errors import ConfigError
     from insectml.serving.mms import ServerConfig, start
 
+    if args.max_request_size <= 0:
+        raise ConfigError(f"--max-request-size {args.max_request_size}: expected a positive number of bytes")
+
     models = {}
     for spec in args.models:
         name, sep, archive = spec.partition("=")
@@ -89,7 +109,9 @@ def _start(args: argparse.Namespace) -> int:
         state_dir=args.state,
         host=args.host,
         port=args.port,
+        management_host=args.management_host,
         management_port=args.management_port,
+        max_request_size=args.max_request_size,
     )
     if args.probe and not models:
         raise ConfigError("--probe needs a --model to send it to")

@@ -4,7 +4,8 @@ POST a JPEG/PNG body to ``/predictions/<name>``; the answer is a JSON list of
 ``{"label", "score", "box": [x1, y1, x2, y2]}`` (pixels of the posted image, best first,
 scores at or above the archive's threshold). With MMS batching (``batch_size`` > 1 at
 registration) the requests of a batch run through the model as one forward pass.
-A body that is not an image gets HTTP 400 with ``{"error": ...}``; the rest of the batch
+A body that is not an image (or one over 40 Mpx) gets HTTP 400 with ``{"error": ...}``, a
+Content-Type other than image/* or application/octet-stream 415; the rest of the batch
 is answered normally.
 """
 
@@ -39,7 +40,7 @@ class DetectorService:
         from insectml.detector.predict import decode_image
         from insectml.serving.batch import answer_batch
 
-        return answer_batch(data, context, decode_image, self.predictor.predict)
+        return answer_batch(data, context, decode_image, self.predictor.predict, media="image")
 
 
 _service = DetectorService()

@@ -10,7 +10,8 @@ answer, the one ``insectml fewshot predict`` prints. The
 gallery (``gallery/`` in the archive) is what `insectml fewshot enrol` extends; a new
 archive with the new gallery is registered next to the old one, then the old one is
 unregistered, without restarting the server. A bad body gets HTTP 400 with
-``{"error": ...}``; with MMS batching the good images of a batch share one forward pass.
+``{"error": ...}`` (415 for a Content-Type other than image/* or application/octet-stream);
+with MMS batching the good images of a batch share one forward pass.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class FewshotService:
         from insectml.data.images import open_image
         from insectml.serving.batch import answer_batch
 
-        return answer_batch(data, context, open_image, lambda images: self.predictor.predict(images, self.top_k))
+        return answer_batch(
+            data, context, open_image, lambda images: self.predictor.predict(images, self.top_k), media="image"
+        )
 
 
 _service = FewshotService()

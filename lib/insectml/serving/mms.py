@@ -1,26 +1,38 @@
-"""Start and stop Multi Model Server on loopback, tracked by its own PID.
+"""Start and stop Multi Model Server on loopback, tracked by its own PIDs.
 
 MMS 1.1.11 writes one global pid file into ``$TEMP``; each server here gets its
 own TEMP inside its state folder, so several servers (tests, a demo) never share
 one. ``/ping`` answers before models are loaded, so readiness means: a probe
 prediction succeeded.
+
+The inference API (``host``) and the management API (``management_host``) are bound
+separately: the management API has no authentication and registers archives from any
+URL (running their handler code), so it stays on loopback unless asked otherwise.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from insectml.errors import UserError
+from insectml.fileio import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+# MMS's own default (6553500 bytes), written out so the limit is in the config we hand it.
+MAX_REQUEST_SIZE = 6_553_500
 
 
 @dataclass(frozen=True)
@@ -28,18 +40,51 @@ class ServerConfig:
     model_store: Path
     models: dict[str, str]  # name → archive file in model_store
     state_dir: Path
-    host: str = "127.0.0.1"
+    host: str = LOOPBACK
     port: int = 8080
     management_port: int = 8081
     workers: int = 1
+    management_host: str = LOOPBACK
+    max_request_size: int = MAX_REQUEST_SIZE  # bytes; a larger body gets HTTP 413 from MMS
 
     @property
     def inference_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return _url(self.host, self.port)
 
     @property
     def management_url(self) -> str:
-        return f"http://{self.host}:{self.management_port}"
+        return _url(self.management_host, self.management_port)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); a host name or
+    any other address may be reachable from other machines."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warnings(cfg: ServerConfig) -> list[str]:
+    """One sentence per API that ``cfg`` binds to an address other machines may reach."""
+    out = []
+    if not is_loopback(cfg.host):
+        out.append(
+            f"the inference API listens on {cfg.inference_url}, reachable from other machines and without "
+            "authentication: anyone who reaches it can send requests to the models"
+        )
+    if not is_loopback(cfg.management_host):
+        out.append(
+            f"the management API listens on {cfg.management_url}, reachable from other machines and without "
+            "authentication: anyone who reaches it can register an archive from any URL and run its code"
+        )
+    return out
 
 
 def write_properties(cfg: ServerConfig) -> Path:
@@ -47,56 +92,73 @@ def write_properties(cfg: ServerConfig) -> Path:
     lines = {
         "inference_address": cfg.inference_url,
         "management_address": cfg.management_url,
-        "model_store": str(cfg.model_store.resolve()),
+        "model_store": str(Path(cfg.model_store).resolve()),
         "load_models": ",".join(f"{n}={a}" for n, a in cfg.models.items()),
         "default_workers_per_model": str(cfg.workers),
         "job_queue_size": "100",
+        "max_request_size": str(cfg.max_request_size),
+        # Bodies reach the handlers as bytes whatever their Content-Type: MMS would otherwise
+        # decode text/* as UTF-8 and application/json as JSON inside the worker, where a body
+        # that is neither kills the worker (HTTP 500, then a model reload) before a handler runs.
+        "decode_input_request": "false",
     }
-    path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-    return path
+    return write_text_atomic(path, "".join(f"{k}={v}\n" for k, v in lines.items()))
 
 
 def start(cfg: ServerConfig, probe: tuple[str, bytes] | None = None, timeout: float = 180.0) -> dict:
     """Start MMS in the background; return once ``probe`` (model name, body) predicts.
 
-    Writes ``server.json`` (PIDs, URLs) into the state folder for :func:`stop`.
+    Writes ``server.json`` (PIDs, their start times, URLs) into the state folder for
+    :func:`stop`. Every path MMS sees is absolute (it refuses a relative TEMP), and the
+    config file written is its whole configuration (no ``MMS_*`` variable overrides it).
     """
+    if cfg.max_request_size <= 0:
+        raise UserError(f"max request size {cfg.max_request_size}: expected a positive number of bytes")
+    cfg = replace(cfg, model_store=Path(cfg.model_store).resolve(), state_dir=Path(cfg.state_dir).resolve())
     for name, archive in cfg.models.items():
         if not (cfg.model_store / archive).is_file():
             raise UserError(f"{cfg.model_store / archive}: archive for model '{name}' not found")
+    for warning in exposure_warnings(cfg):
+        log.warning(warning)
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     state = cfg.state_dir / "server.json"
-    if state.is_file() and _alive(json.loads(state.read_text()).get("pid")):
+    if state.is_file() and _recorded(json.loads(state.read_text()), state):
         raise UserError(f"{state}: a server from this folder is still running; stop it first")
     tmp = cfg.state_dir / "tmp"
     tmp.mkdir(exist_ok=True)
     (tmp / ".model_server.pid").unlink(missing_ok=True)
     props = write_properties(cfg)
-    env = {**os.environ, "TEMP": str(tmp), "TMPDIR": str(tmp)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMS_") and k != "ENABLE_ENVVARS_CONFIG"}
+    env.update(TEMP=str(tmp), TMPDIR=str(tmp))
     mms = shutil.which("multi-model-server") or str(Path(sys.executable).with_name("multi-model-server"))
-    log = open(cfg.state_dir / "server.log", "ab")
-    wrapper = subprocess.Popen(
-        [mms, "--start", "--foreground", "--mms-config", str(props), "--model-store", str(cfg.model_store)],
-        cwd=cfg.state_dir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(cfg.state_dir / "server.log", "ab") as server_log:
+        wrapper = subprocess.Popen(
+            [mms, "--start", "--foreground", "--mms-config", str(props), "--model-store", str(cfg.model_store)],
+            cwd=cfg.state_dir,
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     pid_file = tmp / ".model_server.pid"
     deadline = time.monotonic() + timeout
     while not pid_file.is_file() or not pid_file.read_text().strip():
         if wrapper.poll() is not None or time.monotonic() > deadline:
+            if wrapper.poll() is None:
+                wrapper.kill()
             raise UserError(f"Multi Model Server did not start; see {cfg.state_dir / 'server.log'}")
         time.sleep(0.1)
+    pid = int(pid_file.read_text().strip())
     info = {
-        "pid": int(pid_file.read_text().strip()),
+        "pid": pid,
+        "pid_started": _start_time(pid),
         "wrapper_pid": wrapper.pid,
+        "wrapper_started": _start_time(wrapper.pid),
         "inference": cfg.inference_url,
         "management": cfg.management_url,
         "models": cfg.models,
     }
-    state.write_text(json.dumps(info, indent=2) + "\n")
+    write_json_atomic(state, info)
     try:
         _wait_ready(cfg, probe, deadline, wrapper)
     except BaseException:
@@ -233,37 +295,81 @@ def _alive(pid: int | None) -> bool:
         return False
 
 
-def _children(pid: int) -> list[int]:
+def _start_time(pid: int) -> float | None:
     import psutil
 
     try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        return psutil.Process(pid).create_time()
     except psutil.Error:
-        return []
+        return None
+
+
+def _running(proc) -> bool:
+    """``proc`` (a psutil.Process) still runs as the process it was: its PID was not reused
+    (psutil compares start times) and it is not a zombie."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _recorded(info: dict, state: Path) -> list:
+    """The processes of ``info`` (server.json) that still run as the ones recorded: same
+    PID and same start time. A PID alone may since belong to another process."""
+    import psutil
+
+    procs = []
+    for pid_key, started_key in (("pid", "pid_started"), ("wrapper_pid", "wrapper_started")):
+        pid, started = info.get(pid_key), info.get(started_key)
+        if not pid or not _alive(pid):
+            continue
+        if started_key not in info:
+            raise UserError(
+                f"{state}: records no start time for PID {pid} (written by an older insectml), so it cannot "
+                "tell whether that PID is still the server; stop the server by hand and delete this file"
+            )
+        try:
+            proc = psutil.Process(pid)
+            if started is not None and abs(proc.create_time() - started) < 0.01 and _running(proc):
+                procs.append(proc)
+        except psutil.Error:
+            pass
+    return procs
 
 
 def stop(state_dir: Path, timeout: float = 30.0) -> bool:
-    """Stop the server recorded in ``state_dir/server.json`` (its Java process, the
-    Python workers under it, and the wrapper). Returns False if none was running."""
-    state = state_dir / "server.json"
+    """Stop the server recorded in ``state_dir/server.json``: its Java process, the Python
+    workers under it, and the wrapper, each only while it is still the process recorded at
+    start (same PID and start time). Returns False if none was running."""
+    import psutil
+
+    state = Path(state_dir) / "server.json"
     if not state.is_file():
         return False
     info = json.loads(state.read_text())
-    pids = [*_children(info["pid"]), info["pid"], info.get("wrapper_pid")]
-    pids = [p for p in pids if p and _alive(p)]
-    for pid in pids:
+    recorded = _recorded(info, state)
+    procs = []
+    for proc in recorded:
         try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+            procs += proc.children(recursive=True)
+        except psutil.Error:
+            pass
+    procs = [p for p in {p.pid: p for p in [*procs, *recorded]}.values() if _running(p)]
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.Error:
             pass
     deadline = time.monotonic() + timeout
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(_running(p) for p in procs) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for pid in pids:
-        if _alive(pid):
+    for proc in procs:
+        if _running(proc):
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+                proc.kill()
+            except psutil.Error:
                 pass
     state.unlink()
-    return bool(pids)
+    return bool(procs)

@@ -5,8 +5,14 @@ probabilities, most likely first. The front-end is the one used in training
 (:mod:`insectml.wingbeat.features` for the features model, :mod:`insectml.wingbeat.frontend`
 for the spectrogram models), configured from the model's ``config.json``.
 A body that is not a valid recording (unreadable, truncated, shorter than the ``min_seconds``
-the model was validated with, …) gets HTTP 400 with ``{"error": ...}``; the rest of the batch
-is answered normally.
+the model was validated with, …) gets HTTP 400 with ``{"error": ...}``, a Content-Type other
+than audio/* or application/octet-stream 415; the rest of the batch is answered normally.
+
+Length: the spectrogram models centre-crop every recording to the model's ``max_seconds``,
+as training did, so a long one costs no more than a short one. The engineered-features
+model reads the whole recording (training did too, and ``duration_s`` is one of its
+features), so it answers a recording longer than :data:`MAX_FEATURE_SECONDS` with a 400
+instead of cropping it into features it was never trained on.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+# The longest recording the engineered-features model serves; its cost grows with length.
+MAX_FEATURE_SECONDS = 30.0
 
 
 class WingbeatService:
@@ -38,6 +47,7 @@ class WingbeatService:
             context,
             self.decode,
             lambda audios: [{"probabilities": self.predictor.predict_audio(audio)} for audio in audios],
+            media="audio",
         )
 
     def decode(self, body) -> np.ndarray:
@@ -48,7 +58,19 @@ class WingbeatService:
 
         if not isinstance(body, (bytes, bytearray)):
             raise UserError("request body must be a WAV file (raw bytes)")
-        return decode_recording(bytes(body), self.predictor.frontend, name="request body")
+        audio = decode_recording(bytes(body), self.predictor.frontend, name="request body")
+        seconds = len(audio) / self.predictor.frontend.sample_rate
+        if seconds > MAX_FEATURE_SECONDS and _reads_whole_recording(self.predictor):
+            raise UserError(
+                f"request body: recording is {seconds:.4g} s; this model computes its features on the whole "
+                f"recording and serves at most {MAX_FEATURE_SECONDS:g} s: send a shorter clip"
+            )
+        return audio
+
+
+def _reads_whole_recording(predictor) -> bool:
+    """The engineered-features model; every other kind crops to its front-end's max_seconds."""
+    return getattr(predictor, "kind", None) == "classical" and getattr(predictor, "inputs", None) == "engineered"
 
 
 _service = WingbeatService()
