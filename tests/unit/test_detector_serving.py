@@ -139,3 +139,21 @@ def test_cli_predict_refuses_an_image_cut_in_half_in_one_line(model_dir, tmp_pat
     code = main(["detector", "predict", "--model", str(model_dir), str(bad)])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and f"{bad}: not a readable image" in lines[0], lines
+
+
+def test_packed_torchscript_is_verified_when_loaded(model_dir, tmp_path):
+    """'package' records the sha256 of the TorchScript it packs beside the model folder, so a
+    changed file in the served folder is refused rather than run."""
+    from insectml.serving.package import _record_sha256
+
+    export_detector(model_dir, tmp_path, "det")
+    served = tmp_path / "served"
+    served.mkdir()
+    for name in ("config.json", "labels.json", "weights.pt", "lineage.json"):
+        (served / name).write_bytes((model_dir / name).read_bytes())
+    (served / TORCHSCRIPT).write_bytes((tmp_path / "det.torchscript.pt").read_bytes())
+    _record_sha256(served, [TORCHSCRIPT])
+    assert DetectorPredictor(served, 0.0).scripted
+    (served / TORCHSCRIPT).write_bytes((served / TORCHSCRIPT).read_bytes() + b"\0")
+    with pytest.raises(UserError, match="sha256"):
+        DetectorPredictor(served, 0.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import insectml
 from insectml.errors import ConfigError, InputFileError, UserError
+from insectml.modeldir import SHA256, WEIGHTS_FILES, file_sha256
 from insectml.spec import Family
 
 # What each family's archive holds besides the model folder: extra inputs (flag -> their
@@ -73,6 +74,7 @@ def build_mar(
                 raise InputFileError(path, "file to archive not found")
             (staging / arcname).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, staging / arcname)
+        _record_sha256(staging, [a for a in (extra_files or {}) if a in WEIGHTS_FILES])
         if serving is not None:
             (staging / "serving.json").write_text(json.dumps(serving, indent=2) + "\n")
         (staging / "handler.py").write_text(
@@ -101,3 +103,14 @@ def build_mar(
     if not mar.is_file():
         raise UserError(f"model-archiver reported success but wrote no {mar}")
     return mar
+
+
+def _record_sha256(staging: Path, names: list[str]) -> None:
+    """Add the sha256 of the model files ``names`` packed beside the model folder (a detector's
+    TorchScript) to the staged lineage.json, so loading them in the server verifies them too."""
+    if not names:
+        return
+    path = staging / "lineage.json"
+    record = json.loads(path.read_text())
+    record.setdefault(SHA256, {}).update({n: file_sha256(staging / n) for n in names})
+    path.write_text(json.dumps(record, indent=2) + "\n")
