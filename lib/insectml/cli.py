@@ -22,6 +22,7 @@ log = logging.getLogger("insectml")
 def build_parser() -> argparse.ArgumentParser:
     from insectml import commands, cv
     from insectml.families import FAMILIES
+    from insectml.pretrain import cli as pretrain_cli
     from insectml.project import cli as project_cli
     from insectml.release import cli as release_cli
     from insectml.serving import cli as serving_cli
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     release_cli.register(sub)
     project_cli.register(sub)
     weights_cli.register(sub)
+    pretrain_cli.register(sub)
     return parser
 
 
