@@ -40,7 +40,9 @@ def weights_run(repo_root, tool_env, run_cli, tmp_path_factory):
     if not (repo_root / "data" / "fewshot" / "images").is_dir():
         pytest.fail("data/fewshot is missing: run 'make data' (dvc pull) first")
     cwd = tmp_path_factory.mktemp("nf-weights")
-    done = nextflow(repo_root, cwd, tool_env, "-profile", "test", "--task", "pretrain", "--outdir", str(cwd / "results"))
+    done = nextflow(
+        repo_root, cwd, tool_env, "-profile", "test", "--task", "pretrain", "--outdir", str(cwd / "results")
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     pretrained = cwd / "results" / "pretrain" / "weights" / "ssl" / "model.safetensors"
     coco_file = publish_coco(cwd / "downloads" / "torchvision")
