@@ -56,8 +56,8 @@ test: setup data  ## every test; prints how long it took
 	pytest tests --durations=10 || rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
 
-test-fast: setup  ## unit and CLI tests only (no Nextflow, MMS or DVC)
-	pytest tests/unit
+test-fast: setup  ## unit, CLI and bad-input tests only (no Nextflow, MMS or DVC)
+	pytest tests/unit tests/badinput
 
 test-integration: setup data  ## the real engines: Nextflow, MMS, DVC (not Slurm)
 	pytest tests/integration -m "not slurm" --durations=10

@@ -16,11 +16,14 @@ from insectml.errors import UserError
 # decoded, so a small file that would decode to gigabytes (a decompression bomb) costs
 # nothing; PIL's own guard only refuses above ~179 Mpx and lets ~89-179 Mpx through.
 MAX_PIXELS = 40_000_000
+# The smallest side of an image worth a prediction or a place in a dataset.
+MIN_SIDE = 8
 
 
-def open_image(body: bytes, name: str = "request body", min_side: int = 8, max_pixels: int = MAX_PIXELS):
-    """Image bytes (JPEG, PNG, …) → an RGB PIL image; empty, unreadable, truncated, tiny
-    or decompression-bomb images (more than ``max_pixels``) are a UserError naming ``name``."""
+def open_image(body: bytes, name: str = "request body", min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS):
+    """Image bytes (JPEG, PNG, …) → an RGB PIL image; empty, unreadable, truncated, tiny,
+    16/32-bit greyscale (:func:`too_deep`) or decompression-bomb images (more than
+    ``max_pixels``) are a UserError naming ``name``."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     if not isinstance(body, (bytes, bytearray)) or not body:
@@ -33,6 +36,8 @@ def open_image(body: bytes, name: str = "request body", min_side: int = 8, max_p
                     f"{name}: image is {image.width}x{image.height} px ({image.width * image.height / 1e6:.1f} Mpx); "
                     f"at most {max_pixels / 1e6:g} Mpx accepted"
                 )
+            if deep := too_deep(image):
+                raise UserError(f"{name}: {deep}")
             image.load()
             rgb = image.convert("RGB")
     except Image.DecompressionBombError as exc:
@@ -48,6 +53,15 @@ def open_image(body: bytes, name: str = "request body", min_side: int = 8, max_p
     return rgb
 
 
+def too_deep(image) -> str | None:
+    """Why ``image`` cannot be read as RGB, or None: PIL converts 16- and 32-bit greyscale
+    (modes I;16…, I, F) to 8 bits by clipping, not scaling, so it would arrive nearly white."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        depth = "16-bit" if image.mode.startswith("I;16") else "32-bit"
+        return f"{depth} greyscale image (mode {image.mode}) would be clipped to white; save it with 8 bits per channel"
+    return None
+
+
 def dhash(image, size: int = 8) -> int:
     """Difference hash: 64 bits from horizontal gradients of a 9×8 grey thumbnail."""
     from PIL import Image
@@ -58,7 +72,8 @@ def dhash(image, size: int = 8) -> int:
 
 
 def check_image(path: Path, name: str) -> tuple[tuple[int, int] | None, int | None, str | None]:
-    """(width, height), dHash, problem: the image must open and decode completely."""
+    """(width, height), dHash, problem: the image must open and decode completely, be
+    8-bit (:func:`too_deep`) and at least ``MIN_SIDE`` px on each side, as serving requires."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     if path.stat().st_size == 0:
@@ -69,6 +84,11 @@ def check_image(path: Path, name: str) -> tuple[tuple[int, int] | None, int | No
     try:
         with Image.open(path) as image:
             image.load()
+            if deep := too_deep(image):
+                return None, None, f"{name}: {deep}"
+            if min(image.size) < MIN_SIDE:
+                side = f"at least {MIN_SIDE}x{MIN_SIDE} expected"
+                return None, None, f"{name}: image is {image.width}x{image.height} px; {side}"
             return image.size, dhash(image), None
     except Image.DecompressionBombError as exc:
         return None, None, f"{name}: image too large to decode ({str(exc)[:80]})"

@@ -773,7 +773,7 @@ def _image_header(path: Path) -> tuple[tuple[int, int] | None, int | None]:
     try:
         with Image.open(path) as image:
             return image.size, image.getexif().get(0x0112)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         return None, None
 
 

@@ -59,9 +59,11 @@ def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:
     if cfg.labels is not None:
         if not cfg.labels.is_file():
             raise InputFileError(cfg.labels, "labels file not found")
-        # UTF-8 whatever the locale: class names such as "Anophèles" must read the same everywhere.
+        # UTF-8 whatever the locale: class names such as "Anophèles" must read the same everywhere;
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the header.
+        seen: dict[str, int] = {}
         try:
-            with cfg.labels.open(newline="", encoding="utf-8") as fh:
+            with cfg.labels.open(newline="", encoding="utf-8-sig") as fh:
                 reader = csv.DictReader(fh)
                 missing = {"path", "label"} - set(reader.fieldnames or [])
                 if missing:
@@ -79,6 +81,10 @@ def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:
                     if not (rec["label"] or "").strip():
                         problems.append(f"{cfg.labels}:{line}: empty label")
                         continue
+                    if path in seen:
+                        problems.append(f"{cfg.labels}:{line}: '{path}' is listed twice (first at line {seen[path]})")
+                        continue
+                    seen[path] = line
                     rows.append({"path": path, "label": unicodedata.normalize("NFC", rec["label"].strip())})
         except UnicodeDecodeError:
             raise InputFileError(cfg.labels, "not a UTF-8 text CSV file") from None

@@ -28,7 +28,8 @@ def read_labels(csv_path: Path, group_by: str) -> list[LabelRow]:
     if not csv_path.is_file():
         raise InputFileError(csv_path, "labels file not found")
     try:
-        with open(csv_path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark before the header
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             columns = reader.fieldnames or []
             needed = [*REQUIRED_COLUMNS, group_by]
@@ -60,7 +61,10 @@ def read_classes(path: Path) -> list[str]:
     """One class name per line; blank lines and ``#`` comments ignored."""
     if not path.is_file():
         raise InputFileError(path, "classes file not found")
-    names = [_name(ln.strip()) for ln in path.read_text(encoding="utf-8").splitlines()]
+    try:
+        names = [_name(ln.strip()) for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not a UTF-8 text file") from None
     names = [n for n in names if n and not n.startswith("#")]
     if not names:
         raise InputFileError(path, "lists no classes")
