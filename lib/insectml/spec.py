@@ -126,6 +126,24 @@ def optimiser_params(family: str, weight_decay: float, warmup_epochs: float, of:
     )
 
 
+def weights_param(family: str, help: str, nullable: bool = False) -> Param:
+    """``<family>_weights``: the weights its ``train`` step starts from — a state-dict file, an
+    imported folder or NAME (``insectml weights import``), found by ``insectml.weights.store``
+    and staged by the pipeline's ``weightsInput`` (so not in ext.args)."""
+    return param(
+        f"{family}_weights",
+        ("string", "null") if nullable else "string",
+        None,
+        help,
+        steps="train",
+        flag="--weights",
+        in_args=False,  # the module passes its staged input (weightsInput)
+        format="path",
+        exists=True,
+        x_weights=True,
+    )
+
+
 @dataclass(frozen=True)
 class Group:
     """A params group: one ``$defs`` entry of the schema and one params.config file."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from insectml.detector.formats import FORMATS
 from insectml.detector.models import DETECTORS
-from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param
+from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param, weights_param
 
 PARAMS = Group(
     "detector",
@@ -107,20 +107,12 @@ PARAMS = Group(
             flag="--model",
             enum=list(DETECTORS),
         ),
-        param(
-            "detector_weights",
-            "string",
-            None,
+        weights_param(
+            "detector",
             "weights to initialise the detectors from: a state-dict file, or the folder or NAME of weights "
             "brought in by 'insectml weights import' (a torchvision detector of the same architecture, or "
             "the ImageNet classifier of its backbone); tensors matching by name and shape load, nothing is "
             "downloaded",
-            steps="train",
-            flag="--weights",
-            in_args=False,  # the module passes its staged input (weightsInput)
-            format="path",
-            exists=True,
-            x_weights=True,
         ),
         param(
             "detector_image_size",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from insectml.fewshot.names import LOSSES, MINERS
-from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param
+from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param, weights_param
 
 PARAMS = Group(
     "fewshot",
@@ -92,18 +92,11 @@ PARAMS = Group(
             steps="train",
             flag="--backbone",
         ),
-        param(
-            "fewshot_weights",
-            ("string", "null"),
-            None,
+        weights_param(
+            "fewshot",
             "weights to start from: a NAME of 'insectml weights import' (timm, or open_clip such as BioCLIP), its "
             "folder, or a local state dict (a timm backbone's, or a whole embedder's); nothing is downloaded",
-            steps="train",
-            flag="--weights",
-            in_args=False,  # the module passes its staged input (weightsInput)
-            format="path",
-            exists=True,
-            x_weights=True,
+            nullable=True,
         ),
         param(
             "fewshot_mode",

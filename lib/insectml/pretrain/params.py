@@ -4,7 +4,7 @@ few-shot and detector families start from)."""
 
 from __future__ import annotations
 
-from insectml.spec import Group, optimiser_params, param
+from insectml.spec import Group, optimiser_params, param, weights_param
 
 PARAMS = Group(
     "pretrain",
@@ -50,18 +50,11 @@ PARAMS = Group(
             steps="train",
             flag="--backbone",
         ),
-        param(
-            "pretrain_weights",
-            ("string", "null"),
-            None,
+        weights_param(
+            "pretrain",
             "weights to continue from (an imported NAME, its folder or a state dict of the same timm "
             "architecture): domain-adaptive pretraining of, e.g., ImageNet weights on your photos",
-            steps="train",
-            flag="--weights",
-            in_args=False,  # the module passes its staged input (weightsInput)
-            format="path",
-            exists=True,
-            x_weights=True,
+            nullable=True,
         ),
         param(
             "pretrain_image_size",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from insectml.spec import NAME_PATTERN, Demo, Family, Group, optimiser_params, param
+from insectml.spec import NAME_PATTERN, Demo, Family, Group, optimiser_params, param, weights_param
 from insectml.wingbeat.models import CLASSICAL_MODELS
 
 # The models trained side by side; `insectml wingbeat train --model` builds each by name.
@@ -208,19 +208,11 @@ PARAMS = Group(
             steps="train",
             flag="--backbone",
         ),
-        param(
-            "wingbeat_weights",
-            "string",
-            None,
+        weights_param(
+            "wingbeat",
             "weights to initialise the neural models from (layers that match by name and shape): a state-dict "
             "file, or the folder or NAME of timm weights brought in by 'insectml weights import' (the cnn model "
             "then takes their architecture, its first convolution summed to one channel); nothing is downloaded",
-            steps="train",
-            flag="--weights",
-            in_args=False,  # the module passes its staged input (weightsInput)
-            format="path",
-            exists=True,
-            x_weights=True,
         ),
         param(
             "wingbeat_mixup",
