@@ -108,6 +108,18 @@ if ! dpkg -s "${demo_pkgs[@]}" >/dev/null 2>&1; then
   fi
 fi
 
+# --- Chromium: the browser tests open every report headless --------------------
+# Debian's chromium, driven by Playwright's Python API (no browser download).
+if ! command -v chromium >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing chromium with apt-get (headless browser tests of the HTML reports)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || die "apt-get could not install chromium"
+  else
+    say "note: chromium is not installed; the browser tests of the reports will be skipped"
+  fi
+fi
+
 # --- Node tools ----------------------------------------------------------------
 if [[ ! -f "$node_dir/.complete" ]]; then
   if ! command -v npm >/dev/null; then
@@ -147,6 +159,9 @@ tool_pins="$(grep -E "^($(IFS='|'; echo "${build_tools[*]}"))==" "$root/env/requ
   || die "pip could not install ${build_tools[*]} from env/requirements.txt (see above)"
 "${pip[@]}" --no-build-isolation -r "$root/env/requirements.txt" \
   || die "pip could not install env/requirements.txt (see above)"
+# the notebooks' kernel: this environment, by name, for `make lab` and the notebook tests
+"$env_dir/venv/bin/python" -m ipykernel install --prefix "$env_dir/venv" --name insectml \
+  --display-name "insectml (project env)" >/dev/null || die "could not register the insectml Jupyter kernel"
 
 # --- Nextflow ----------------------------------------------------------------
 # A nextflow already on PATH (an HPC module, the official launcher) is used as it is.
