@@ -185,3 +185,13 @@ def test_wingbeat_model_records_the_weights(timm_small, tiny_wingbeat, run_cli, 
     lineage = json.loads((tmp_path / "cnn" / "lineage.json").read_text())
     assert config["options"] == {"backbone": "mobilenetv3_small_050"}
     assert lineage["params"]["weights"]["sha256"] == sha256_file(folder / "weights.safetensors")
+
+
+def test_backbone_feature_size_is_what_the_pooled_output_holds():
+    # MobileNetV3's pre-logits layer (1024) is wider than its last feature map (num_features)
+    import torch
+
+    from insectml.weights.backbones import Architecture, build_backbone
+
+    model, size = build_backbone(Architecture("timm", "mobilenetv3_small_050", None))
+    assert model.eval()(torch.zeros(1, 3, 64, 64)).shape[-1] == size

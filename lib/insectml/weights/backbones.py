@@ -73,7 +73,9 @@ def build_backbone(arch: Architecture) -> tuple[nn.Module, int]:
         model = timm.create_model(arch.model, pretrained=False, num_classes=0)
     except RuntimeError as exc:  # timm: "Unknown model (...)"
         raise ConfigError(f"unknown timm backbone '{arch.model}' ({exc})") from None
-    return model, model.num_features
+    # with num_classes=0 the model returns its pre-logits: for some (MobileNetV3, ...) a
+    # hidden layer after pooling, wider than num_features (the last feature map's channels)
+    return model, getattr(model, "head_hidden_size", None) or model.num_features
 
 
 def image_backbone(weights: Weights | None, fallback_timm: str) -> tuple[nn.Module, int]:
