@@ -190,7 +190,6 @@ def test_wingbeat_model_records_the_weights(timm_small, tiny_wingbeat, run_cli, 
 def test_backbone_feature_size_is_what_the_pooled_output_holds():
     # MobileNetV3's pre-logits layer (1024) is wider than its last feature map (num_features)
     import torch
-
     from insectml.weights.backbones import Architecture, build_backbone
 
     model, size = build_backbone(Architecture("timm", "mobilenetv3_small_050", None))
