@@ -22,7 +22,6 @@ names the best. Only the best is evaluated on the test split.
 from __future__ import annotations
 
 import csv
-import html
 import itertools
 import json
 import math
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from insectml.errors import ConfigError, InputFileError
 from insectml.fileio import open_atomic, write_json_atomic, write_text_atomic
+from insectml.report import Figure, Section, Table
 
 
 def _sweepable() -> dict[str, tuple[str, ...]]:
@@ -220,24 +220,35 @@ def _plot(rows: list[dict], metric: str, path: Path) -> Path:
     return path
 
 
-def table_html(summary: dict) -> str:
-    """The sweep table as an HTML fragment for a family's report."""
+def table(summary: dict) -> Table:
+    """The sweep table of ``summary`` (a sweep.json) for a family's report, best first and
+    highlighted (the one evaluated on test)."""
     names = sorted({k for r in summary["configs"] for k in r["params"]})
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["config", *names, summary["metric"], "train s", "best epoch"])
-    body = ""
-    for r in summary["configs"]:
-        cells = [
-            r["config"],
-            *(r["params"].get(n) for n in names),
-            r["val_metric"],
-            r["train_seconds"],
-            r["best_epoch"],
-        ]
-        mark = " class='best'" if r["config"] == summary["best"] else ""
-        body += f"<tr{mark}>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in cells) + "</tr>"
-    return (
-        f"<h2>Sweep ({len(summary['configs'])} configurations; best: {html.escape(summary['best'])}, "
-        f"evaluated on test)</h2><table><tr>{head}</tr>{body}</table>"
+    rows = [
+        [r["config"], *(_cell(r["params"].get(n)) for n in names), r["val_metric"], r["train_seconds"], r["best_epoch"]]
+        for r in summary["configs"]
+    ]
+    best = next((i for i, r in enumerate(summary["configs"]) if r["config"] == summary["best"]), None)
+    return Table(
+        ["config", *names, summary["metric"], "train s", "best epoch"],
+        rows,
+        caption=f"{len(rows)} configurations; best: {summary['best']} (validation {summary['metric']}), "
+        "the only one evaluated on test",
+        highlight=best,
+    )
+
+
+def section(path: Path) -> Section:
+    """A report section for the sweep whose ``sweep.json`` is ``path``: its table and, when
+    it lies beside it, ``sweep.png``."""
+    from insectml.modeldir import read_json
+
+    summary = read_json(path, "sweep summary (sweep.json)", keys=("configs", "metric", "best"))
+    plot = path.parent / "sweep.png"
+    return Section(
+        "Sweep",
+        tables=[table(summary)],
+        figures=[Figure(plot, f"sweep: validation {summary['metric']} per configuration")] if plot.is_file() else [],
     )
 
 

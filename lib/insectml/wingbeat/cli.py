@@ -202,6 +202,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("wavs", nargs="+", type=Path, help="WAV recordings")
     p.set_defaults(func=_predict)
 
+    p = steps.add_parser(
+        "explain",
+        help="what a model looks at: a map over each recording's spectrogram",
+        description="For each WAV recording: the predicted species, its calibrated probability and a map of what "
+        "made the model choose it, drawn over the log-mel spectrogram (<stem>_explain.png in --out), all listed in "
+        "explanations.json. cnn: Grad-CAM on the backbone's last spatial layer; gru and transformer: integrated "
+        "gradients over the input frames. The features model and the baseline are explained in their evaluation "
+        "report (permutation importance), not per recording. Existing outputs are kept unless --force.",
+    )
+    p.add_argument(
+        "--model", type=existing_dir, required=True, help="model folder from 'train' (cnn, gru, transformer)"
+    )
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("wavs", nargs="+", type=Path, metavar="FILE.wav", help="WAV recordings")
+    p.set_defaults(func=_explain)
+
 
 def _validate(args: argparse.Namespace) -> int:
     from insectml.errors import ConfigError
@@ -348,4 +365,12 @@ def _predict(args: argparse.Namespace) -> int:
     audios = [decode_recording(wav, predictor.frontend) for wav in args.wavs]
     for wav, audio in zip(args.wavs, audios, strict=True):
         print(json.dumps({"file": str(wav), "probabilities": predictor.predict_audio(audio)}))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from insectml.wingbeat.explain import explain_recordings
+
+    for result in explain_recordings(args.model, args.wavs, args.out, force=args.force):
+        print(json.dumps(result))
     return 0

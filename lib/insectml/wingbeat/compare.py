@@ -10,7 +10,6 @@ the baseline's, paired (the same recording groups resampled for both), with its 
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,8 @@ import numpy as np
 from insectml.errors import InputFileError
 from insectml.fileio import open_atomic, write_json_atomic, write_text_atomic
 from insectml.modeldir import read_json
-from insectml.report import write_comparison_report
+from insectml.report import Figure, Section, Table, write_report
+from insectml.wingbeat.evaluate import plot_curves, read_history
 
 BASELINE = "baseline"
 COLUMNS = [
@@ -89,7 +89,7 @@ def compare(
         )
         history = d / "history.jsonl"
         if history.is_file():
-            curves[name] = _history(history)
+            curves[name] = read_history(history)
     selected_by = "cv_macro_f1" if all(r["cv_macro_f1"] is not None for r in rows) else "val_macro_f1"
     rows.sort(key=lambda r: (-(r[selected_by] or 0), r["model"]))
     best = rows[0]["model"]
@@ -105,40 +105,39 @@ def compare(
         {"best": best, "selected_by": selected_by, "verdict": verdict, "baseline": BASELINE, "models": rows},
     )
     write_text_atomic(out / "best.txt", best + "\n")
-    images = [_plot_confusions(rows, evaluations, out / "confusion_matrices.png")]
-    if curves:
-        images.append(_plot_curves(curves, out / "training_curves.png"))
-    extra = ""
+    selected = "out-of-fold (cross-validation) macro-F1" if selected_by == "cv_macro_f1" else "validation macro-F1"
+    sections = [
+        Section(
+            "Models",
+            text=["Intervals: 95%, grouped bootstrap over recording groups. Best first; the chosen model highlighted."],
+            tables=[Table([label for label, _ in SHOWN], [_shown(r) for r in rows], highlight=0)],
+        ),
+        Section("Per-class recall (test)", tables=[_recall_table(rows)]),
+    ]
     if sweep is not None:
-        from insectml.sweep import table_html
+        from insectml.sweep import section
 
-        extra = table_html(read_json(sweep, "sweep summary (sweep.json)", keys=("configs", "metric", "best")))
-        if (sweep.parent / "sweep.png").is_file():
-            images.append(sweep.parent / "sweep.png")
-    write_comparison_report(
+        sections.append(section(sweep))
+    sections.append(
+        Section(
+            "Confusion matrices (test)",
+            figures=[Figure(_plot_confusions(rows, evaluations, out / "confusion_matrices.png"), "best first")],
+        )
+    )
+    if curves:
+        figures = [Figure(plot_curves(curves, out / "training_curves.png"), "training loss and validation macro-F1")]
+        sections.append(Section("Training curves", figures=figures))
+    write_report(
         out / "report.html",
-        rows=[_shown(r) for r in rows],
-        columns=[label for label, _ in SHOWN],
-        best=best,
-        images=images,
-        extra=extra,
+        title="wingbeat model comparison",
         verdict=verdict["sentence"],
-        selected_by="out-of-fold (cross-validation) macro-F1"
-        if selected_by == "cv_macro_f1"
-        else "validation macro-F1",
+        intro=[
+            f"Best by {selected}: {best} (this one is packaged). "
+            "Test metrics are reported for every model but never used to choose."
+        ],
+        sections=sections,
     )
     return best
-
-
-def _history(path: Path) -> list[dict]:
-    """The epochs of a history.jsonl, for the training curves."""
-    try:
-        epochs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputFileError(path, "training history is not JSON lines") from None
-    if not all(isinstance(e, dict) and {"epoch", "train_loss"} <= e.keys() for e in epochs):
-        raise InputFileError(path, "training history has a line without 'epoch' and 'train_loss'")
-    return epochs
 
 
 def _verdict(best: str, evaluations: dict, seed: int) -> dict:
@@ -194,7 +193,7 @@ def _ci(row: dict, key: str) -> str | None:
     return f"{row[key]:.3f} [{_num(row.get(key + '_low'))}, {_num(row.get(key + '_high'))}]"
 
 
-def _shown(row: dict) -> dict:
+def _shown(row: dict) -> list:
     """A table row of the report: intervals beside their values, the baseline marked."""
     shown = {label: row.get(key) for label, key in SHOWN}
     shown["model"] = row["model"] + (" (baseline)" if row["model"] == BASELINE else "")
@@ -203,8 +202,16 @@ def _shown(row: dict) -> dict:
             shown[label] = _ci(row, key)
     if row.get("ece_before") is not None:
         shown["ECE before → after"] = f"{row['ece_before']:.3f} → {row['ece_after']:.3f}"
-    shown["per_class_recall"] = row["per_class_recall"]
-    return shown
+    return [shown[label] for label, _ in SHOWN]
+
+
+def _recall_table(rows: list[dict]) -> Table:
+    """Classes × models, best first."""
+    classes = list(rows[0]["per_class_recall"]) if rows else []
+    return Table(
+        ["class", *(r["model"] for r in rows)],
+        [[c, *(r["per_class_recall"].get(c) for r in rows)] for c in classes],
+    )
 
 
 def _plot_confusions(rows: list[dict], evaluations: dict, path: Path) -> Path:
@@ -212,10 +219,13 @@ def _plot_confusions(rows: list[dict], evaluations: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 4.4), squeeze=False)
-    for ax, row in zip(axes[0], rows, strict=True):
+    cols = min(len(rows), 3)  # wider rows shrink each matrix below reading size in the report
+    lines = -(-len(rows) // cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(4.2 * cols, 4.4 * lines), squeeze=False)
+    for ax in axes.ravel()[len(rows) :]:
+        ax.axis("off")
+    for ax, row in zip(axes.ravel(), rows, strict=False):
         metrics = evaluations[row["model"]][1]
         counts = np.asarray(metrics["confusion_matrix"])
         norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -237,27 +247,7 @@ def _plot_confusions(rows: list[dict], evaluations: dict, path: Path) -> Path:
                 )
         ax.set_title(f"{row['model']}: test macro-F1 {row['macro_f1']:.3f}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _plot_curves(curves: dict[str, list[dict]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, history in curves.items():
-        epochs = [h["epoch"] for h in history]
-        loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label=name)
-        if all("val_macro_f1" in h for h in history):  # a refit has nothing to validate on
-            f1_ax.plot(epochs, [h["val_macro_f1"] for h in history], marker="o", label=name)
-    loss_ax.set(title="training loss", xlabel="epoch")
-    f1_ax.set(title="validation macro-F1", xlabel="epoch", ylim=(0, 1))
-    f1_ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with open_atomic(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
     return path

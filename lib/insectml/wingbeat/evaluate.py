@@ -1,7 +1,8 @@
 """Evaluate a wingbeat model on a split: metrics.json (every headline number with a grouped
 bootstrap 95% CI: recording groups resampled, not recordings), confusion matrix,
-reliability diagram (calibration before and after the model's temperature), the
-predictions (``predictions.npz``, for paired comparisons) and report.html."""
+reliability diagram (calibration before and after the model's temperature), training
+curves, explanations (:mod:`.explain`), the predictions (``predictions.npz``, for paired
+comparisons) and report.html."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from insectml import stats
-from insectml.errors import ConfigError
+from insectml.errors import ConfigError, InputFileError
 from insectml.fileio import open_atomic, write_json_atomic
 from insectml.metrics import classification_metrics, plot_confusion
-from insectml.report import write_report
+from insectml.report import Figure, Section, table_from_mapping, write_report
+from insectml.wingbeat.explain import explain_evaluation
 from insectml.wingbeat.features import load_features
 from insectml.wingbeat.predict import load_predictor
 
@@ -97,6 +99,32 @@ def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test"
         out_dir / "confusion_matrix.png",
         f"wingbeat {config['model']} — {split} (acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f})",
     )
+    sections = [
+        Section("Per class", tables=[table_from_mapping(result["per_class"], caption=f"{split} split")]),
+        Section(
+            "Confusion matrix",
+            text=["Rows: true species; columns: predicted; colour: the row's share, numbers: counts."],
+            figures=[Figure(plot, "confusion matrix")],
+        ),
+        Section(
+            "Calibration",
+            text=[
+                f"Probabilities are divided by the temperature T = {predictor.temperature:.2f} (fitted on "
+                f"{config.get('temperature_fitted_on') or '—'}) before the softmax, here and when served. "
+                "A calibrated model's dots lie on the diagonal."
+            ],
+            figures=[Figure(reliability, "reliability diagram, before and after temperature scaling")],
+        ),
+    ]
+    history = model_dir / "history.jsonl"
+    if history.is_file():
+        curves = plot_curves({config["model"]: read_history(history)}, out_dir / "training_curves.png")
+        sections.append(Section("Training", figures=[Figure(curves, "training loss and validation macro-F1")]))
+    sections.append(
+        explain_evaluation(
+            predictor, feats, mask, y_true, probs, out_dir, f"wingbeat {config['model']} — {split}", seed=seed
+        )
+    )
     write_report(
         out_dir / "report.html",
         title=f"wingbeat — {config['model']}",
@@ -109,8 +137,7 @@ def evaluate(model_dir: Path, features: Path, out_dir: Path, split: str = "test"
             "ECE before → after temperature": f"{ece_before:.3f} → {ece_after:.3f} "
             f"(T = {predictor.temperature:.2f}, fitted on {config.get('temperature_fitted_on') or '—'})",
         },
-        per_class=result["per_class"],
-        images=[plot, reliability],
+        sections=sections,
         lineage=lineage,
     )
     return metrics
@@ -128,3 +155,38 @@ def _latency_ms(predictor, feats: dict, mask: np.ndarray, n: int = 50) -> float:
         predictor.predict_features(feats, one)
         times.append((time.perf_counter() - tic) * 1000)
     return round(float(np.median(times)), 3)
+
+
+def read_history(path: Path) -> list[dict]:
+    """The epochs of a model's history.jsonl, for its training curves."""
+    try:
+        epochs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputFileError(path, "training history is not JSON lines") from None
+    if not all(isinstance(e, dict) and {"epoch", "train_loss"} <= e.keys() for e in epochs):
+        raise InputFileError(path, "training history has a line without 'epoch' and 'train_loss'")
+    return epochs
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path:
+    """Training loss and validation macro-F1 per epoch, one line per model of ``curves``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, f1_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, history in curves.items():
+        epochs = [h["epoch"] for h in history]
+        loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label=name)
+        if all("val_macro_f1" in h for h in history):  # a refit has nothing to validate on
+            f1_ax.plot(epochs, [h["val_macro_f1"] for h in history], marker="o", label=name)
+    loss_ax.set(title="training loss", xlabel="epoch")
+    f1_ax.set(title="validation macro-F1", xlabel="epoch", ylim=(0, 1))
+    if f1_ax.lines:
+        f1_ax.legend()
+    fig.tight_layout()
+    with open_atomic(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    plt.close(fig)
+    return path
