@@ -128,6 +128,7 @@ def test_cli_train_evaluate_enrol_predict(tiny_fewshot, tmp_path, run_cli):
     assert 0 <= metrics["top1"] <= metrics["top5"] <= 1
     assert metrics["episodes_5way_1shot"]["episodes"] == 20 and "agglomerative" in metrics["clustering"]
     assert (tmp_path / "e" / "embedding_map.png").is_file() and (tmp_path / "e" / "report.html").is_file()
+    assert (tmp_path / "e" / "training_curves.png").is_file()  # from the model's history.jsonl
     assert (tmp_path / "e" / "clusters_hdbscan.csv").read_text().startswith("cluster,size,suggested_class")
 
     from PIL import Image, ImageOps
@@ -291,9 +292,8 @@ def test_baselines_are_scored_by_the_same_code_on_the_same_episodes(untrained_ev
 
 @needs_pictures
 def test_report_opens_with_the_verdict(untrained_evaluation):
-    import html
-
     from insectml.fewshot.evaluate import verdict_sentence
+    from markupsafe import escape
 
     verdict = json.loads((untrained_evaluation / "metrics.json").read_text())["verdict"]
     assert verdict["beats_baseline"] == (verdict["low"] > 0) and verdict["baseline"] in (
@@ -301,5 +301,14 @@ def test_report_opens_with_the_verdict(untrained_evaluation):
         "random_init",
     )
     report = (untrained_evaluation / "report.html").read_text()
-    first_row = report.split("<table class='headline'><tr>", 1)[1].split("</tr>", 1)[0]
-    assert first_row == f"<th>verdict</th><td>{html.escape(verdict_sentence(verdict))}</td>"
+    after_title = report.split("</h1>", 1)[1].lstrip()
+    assert after_title.startswith(f'<p class="verdict"><b>{escape(verdict_sentence(verdict))}</b></p>')
+
+
+@needs_pictures
+def test_report_shows_the_open_set_and_the_explanations(untrained_evaluation):
+    report = (untrained_evaluation / "report.html").read_text()
+    for name in ("open_set_scores.png", "open_set_roc.png", "explanations_classes.png"):
+        assert (untrained_evaluation / name).is_file()
+    assert "<h2>Open set</h2>" in report and "<h2>Explanations</h2>" in report
+    assert report.count('src="data:image/png;base64,') >= 4

@@ -1,4 +1,4 @@
-"""``insectml fewshot …``: validate, train, cv, evaluate, enrol, predict."""
+"""``insectml fewshot …``: validate, train, cv, evaluate, enrol, predict, explain."""
 
 from __future__ import annotations
 
@@ -162,6 +162,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", type=Path, help="JPEG/PNG files")
     p.set_defaults(func=_predict)
 
+    p = steps.add_parser(
+        "explain",
+        help="what makes an image similar to its nearest class: a Grad-CAM map per image",
+        description="For each image: its nearest class in the gallery, the cosine similarity to that class's "
+        "prototype, the served label (unknown below the gallery's threshold) and a map of what raised that "
+        "similarity (Grad-CAM on the backbone's last spatial feature layer, with the cosine as target) drawn over "
+        "the image: <stem>_explain.png in --out, all listed in explanations.json; one JSON line per image on "
+        "stdout. A backbone without a spatial layer (a vision transformer) cannot be explained this way. "
+        "Existing outputs are kept unless --force.",
+    )
+    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
+    p.add_argument("--gallery", type=existing_dir, required=True, help="gallery folder (e.g. EVALUATION/gallery)")
+    p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG/PNG files")
+    p.set_defaults(func=_explain)
+
 
 def _validate(args: argparse.Namespace) -> int:
     from insectml.errors import ConfigError
@@ -313,4 +330,12 @@ def _predict(args: argparse.Namespace) -> int:
     predictor = FewshotPredictor(args.model, args.gallery)
     for path, answer in zip(args.images, predictor.predict(_read_images(args.images), args.top_k), strict=True):
         print(json.dumps({"file": str(path), **answer}))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from insectml.fewshot.explain import explain_images
+
+    for result in explain_images(args.model, args.gallery, args.images, args.out, force=args.force):
+        print(json.dumps(result))
     return 0

@@ -13,11 +13,13 @@ from insectml.fewshot.data import MEAN, STD
 
 def embed(model: torch.nn.Module, dataset, device, batch_size: int = 128) -> np.ndarray:
     """Unit-norm embeddings of every item of ``dataset`` (model in eval mode), float32."""
+    from tqdm import tqdm
+
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out = []
     model.eval()
     with torch.no_grad():
-        for images, _ in loader:
+        for images, _ in tqdm(loader, desc="embed", unit="batch", leave=False, disable=None):
             out.append(model(images.to(device)).cpu().numpy())
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, getattr(model, "dim", 1)), np.float32)
 
@@ -33,9 +35,11 @@ def episode_scores(
     eligible = [c for c, idx in members.items() if len(idx) > shot]
     if len(eligible) < way:
         return np.empty(0)
+    from tqdm import tqdm
+
     rng = np.random.default_rng(seed)
     accs = np.empty(episodes)
-    for e in range(episodes):
+    for e in tqdm(range(episodes), desc=f"{way}-way {shot}-shot episodes", unit="ep", leave=False, disable=None):
         chosen = rng.choice(len(eligible), way, replace=False)
         protos, query_idx, query_lab = [], [], []
         for k, ci in enumerate(chosen):

@@ -2,16 +2,17 @@
 5-way 1-shot and 5-shot episodes with 95 % intervals, the same scores for two baselines
 (a colour histogram and the same network untrained) on the same episodes and a verdict
 on whether the model beats the better one, open-set AUROC and the calibrated "unknown"
-threshold, the calibration of the probabilities (expected calibration error and a
+threshold (the histogram of known and unknown queries' scores with the threshold, the ROC
+curve), the calibration of the probabilities (expected calibration error and a
 reliability diagram of nearest-prototype classification with the model's temperature),
-the cross-validation summary of a cross-validated model, clustering (NMI/ARI, cluster →
-suggested class table), a 2-D map, metrics.json and report.html. Writes the serving
-gallery too (with the model's temperature)."""
+the cross-validation summary of a cross-validated model, the training curves (the model
+folder's history.jsonl), clustering (NMI/ARI, cluster → suggested class table), a 2-D map,
+Grad-CAM explanations (:mod:`insectml.fewshot.explain`), metrics.json and report.html
+(verdict first). Writes the serving gallery too (with the model's temperature)."""
 
 from __future__ import annotations
 
 import csv
-import html
 import json
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from insectml.data.manifest import read_json, read_manifest
 from insectml.errors import ConfigError
 from insectml.fewshot.data import ImageSet, normalisation
 from insectml.fewshot.embed import ColourHistogram, embed, episode_scores, episode_summary, load_embedder
+from insectml.fewshot.explain import explain_evaluation
 from insectml.fewshot.gallery import Gallery, calibrate_threshold, probabilities
 from insectml.fewshot.model import embedder_from_config
 from insectml.fileio import open_atomic, write_json_atomic
-from insectml.sweep import table_html as sweep_html
+from insectml.report import Figure, Section, Table
 
 CV_JSON = "cv.json"  # in a cross-validated refit's model folder ('insectml fewshot cv')
 
@@ -47,16 +49,16 @@ def open_set_scores(emb: np.ndarray, rows: list[dict], seed: int) -> tuple[np.nd
 def _clusters(emb: np.ndarray, labels: list[str], out_dir: Path) -> dict:
     from sklearn.cluster import HDBSCAN, AgglomerativeClustering
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from tqdm import tqdm
 
     n_classes = len(set(labels))
-    found = {
-        "agglomerative": AgglomerativeClustering(n_clusters=n_classes, metric="cosine", linkage="average").fit_predict(
-            emb
-        ),
-        "hdbscan": HDBSCAN(min_cluster_size=2, metric="euclidean", copy=True).fit_predict(emb),
+    methods = {
+        "agglomerative": lambda: AgglomerativeClustering(n_clusters=n_classes, metric="cosine", linkage="average"),
+        "hdbscan": lambda: HDBSCAN(min_cluster_size=2, metric="euclidean", copy=True),
     }
     result = {}
-    for name, assign in found.items():
+    for name, method in tqdm(methods.items(), desc="clustering", unit="method", leave=False, disable=None):
+        assign = method().fit_predict(emb)
         result[name] = {
             "nmi": float(normalized_mutual_info_score(labels, assign)),
             "ari": float(adjusted_rand_score(labels, assign)),
@@ -90,12 +92,24 @@ def _auroc(known: np.ndarray, unknown: np.ndarray) -> float | None:
     return float(roc_auc_score(np.r_[np.ones(len(known)), np.zeros(len(unknown))], np.r_[known, unknown]))
 
 
-def _map_plot(emb: np.ndarray, labels: list[str], path: Path, seed: int, method: str) -> Path:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    with open_atomic(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=90)
+    _pyplot().close(fig)
+    return path
+
+
+def _map_plot(emb: np.ndarray, labels: list[str], path: Path, seed: int, method: str) -> Path:
+    plt = _pyplot()
     if method == "umap":
         import umap
 
@@ -114,9 +128,83 @@ def _map_plot(emb: np.ndarray, labels: list[str], path: Path, seed: int, method:
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def read_history(model_dir: Path) -> list[dict]:
+    """The epochs of the model's ``history.jsonl`` (the shared training loop's), [] without one."""
+    path = model_dir / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _curves_plot(history: list[dict], path: Path) -> Path:
+    """Training loss and, beside it, every validation metric, per epoch; the best epoch of
+    the first validation metric (the one early stopping watched) marked."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    metrics = [k for k in history[0] if k.startswith("val_")]
+    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(9 if metrics else 5, 3.4), squeeze=False)
+    loss = axes[0, 0]
+    loss.plot(epochs, [row["train_loss"] for row in history], marker="o", ms=3, label="training loss")
+    loss.set(xlabel="epoch", ylabel="loss", title="training loss")
+    if metrics:
+        ax = axes[0, 1]
+        for key in metrics:
+            ax.plot(epochs, [row.get(key) for row in history], marker="o", ms=3, label=key.removeprefix("val_"))
+        values = [row.get(metrics[0]) for row in history]
+        if any(v is not None for v in values):
+            best = epochs[int(np.nanargmax([np.nan if v is None else v for v in values]))]
+            for a in (loss, ax):
+                a.axvline(best, color="grey", ls="--", lw=1)
+            ax.set_title(f"validation (best epoch {best}, dashed)")
+        ax.set(xlabel="epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _open_set_plots(known: np.ndarray, unknown: np.ndarray, threshold: float, auroc: float | None, out_dir: Path):
+    """The histogram of the queries' best cosine, known vs unknown classes, with the
+    threshold; and the ROC curve of telling them apart by it, the threshold's point marked."""
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    low, high = min(known.min(), unknown.min(), threshold), max(known.max(), unknown.max(), threshold)
+    margin = max(high - low, 1e-3) * 0.03
+    bins = np.linspace(low - margin, high + margin, 31)
+    ax.hist(known, bins=bins, alpha=0.6, label=f"known classes ({len(known)} queries)", color="tab:blue")
+    ax.hist(unknown, bins=bins, alpha=0.6, label=f"unknown classes ({len(unknown)} queries)", color="tab:red")
+    ax.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:.3f}")
+    ax.set(xlabel="best cosine similarity to the enrolled prototypes", ylabel="queries", title="open set")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    histogram = _save(fig, out_dir / "open_set_scores.png")
+    if auroc is None:
+        return histogram, None
+    fpr, tpr, _ = roc_curve(np.r_[np.ones(len(known)), np.zeros(len(unknown))], np.r_[known, unknown])
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot(fpr, tpr, label=f"AUROC {auroc:.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.plot(
+        [float((unknown >= threshold).mean())],
+        [float((known >= threshold).mean())],
+        "o",
+        color="black",
+        label="at the threshold",
+    )
+    ax.set(
+        xlabel="unknown queries accepted (false positive rate)",
+        ylabel="known queries accepted (true positive rate)",
+        title="open set ROC",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return histogram, _save(fig, out_dir / "open_set_roc.png")
 
 
 # shots of the 5-way episodes each embedding is scored on, by metric name; the verdict
@@ -208,21 +296,16 @@ def _episode_cell(result: dict) -> str:
     return f"{result['mean']:.4f} ± {result['ci95']:.4f}" if result["mean"] is not None else "—"
 
 
-def _baseline_table(model_name: str, scores: dict[str, dict], episodes: int, seed: int) -> str:
-    """HTML: the model and each baseline × top-1, top-5 and the 5-way episodes."""
-    head = "".join(
-        f"<th>{h}</th>" for h in ("", "top-1", "top-5", *(f"5-way {k}-shot ± 95 % CI" for k in EPISODE_SHOTS.values()))
-    )
-    body = ""
-    for key, name in {"model": model_name, **BASELINES}.items():
-        s = scores[key]
-        cells = [f"{s['top1']:.4f}", f"{s['top5']:.4f}", *(_episode_cell(s[m]) for m in EPISODE_SHOTS)]
-        body += f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-    return (
-        "<h2>Baselines</h2><p>The same test images, nearest prototypes and episodes "
-        f"({episodes} episodes each, seed {seed}) for an 8×8×8 RGB histogram (Hellinger) and for "
-        "the model's network with random weights.</p>"
-        f"<table><tr>{head}</tr>{body}</table>"
+def _baseline_table(model_name: str, scores: dict[str, dict]) -> Table:
+    """The model and each baseline × top-1, top-5 and the 5-way episodes (the model's row highlighted)."""
+    rows = [
+        [name, scores[key]["top1"], scores[key]["top5"], *(_episode_cell(scores[key][m]) for m in EPISODE_SHOTS)]
+        for key, name in {"model": model_name, **BASELINES}.items()
+    ]
+    return Table(
+        ["embedding", "top-1", "top-5", *(f"5-way {k}-shot ± 95% CI" for k in EPISODE_SHOTS.values())],
+        rows,
+        highlight=0,
     )
 
 
@@ -273,6 +356,7 @@ def evaluate_fewshot(
     }
     calibration = _calibration(config, emb_test, test, out_dir / "reliability.png")
     cv = read_json(model_dir / CV_JSON, "cross-validation summary") if (model_dir / CV_JSON).is_file() else None
+    explained = explain_evaluation(model, config, test, root, emb_test, out_dir)
     metrics = {
         "family": "fewshot",
         "backbone": config["backbone"],
@@ -288,13 +372,59 @@ def evaluate_fewshot(
         "calibration": calibration,
         "cv": cv,
         "clustering": _clusters(emb_test, labels, out_dir),
+        "explanations": explained.summary,
     }
     write_json_atomic(out_dir / "metrics.json", metrics)
     plot = _map_plot(emb_test, labels, out_dir / "embedding_map.png", seed, embedding_map)
     lineage = json.loads((model_dir / "lineage.json").read_text()) if (model_dir / "lineage.json").is_file() else {}
+    sections = [
+        Section(
+            "Baselines",
+            text=[
+                f"The same test images, nearest prototypes and episodes ({episodes} episodes each, seed {seed}) "
+                "for an 8×8×8 RGB histogram (Hellinger) and for the model's network with random weights."
+            ],
+            tables=[_baseline_table(f"model ({config['backbone']}, {config['loss']} loss)", scores)],
+        ),
+        *([_cv_section(cv, model_dir)] if cv else []),
+        _training_section(model_dir, out_dir),
+        _open_set_section(known, unknown, open_set, out_dir),
+        Section(
+            "Calibration",
+            text=[_calibration_sentence(calibration)],
+            figures=[Figure(out_dir / "reliability.png", "reliability diagram, test queries")] if calibration else [],
+        ),
+        Section(
+            "Embeddings and clusters",
+            text=["Clusters of the test embeddings; clusters_*.csv name each cluster's most frequent class."],
+            tables=[
+                Table(
+                    ["method", "NMI", "ARI", "clusters", "noise"],
+                    [[k, v["nmi"], v["ari"], v["clusters"], v["noise"]] for k, v in metrics["clustering"].items()],
+                )
+            ],
+            figures=[Figure(plot, f"{embedding_map.upper()} map of the test embeddings")],
+        ),
+        Section("Explanations", text=explained.text, figures=[Figure(p, c) for p, c in explained.figures]),
+    ]
+    if sweep:
+        from insectml.sweep import section as sweep_section
+
+        sections.append(sweep_section(sweep))
+    write_report(
+        out_dir / "report.html",
+        title=f"Few-shot embedder ({config['backbone']}, {config['loss']} loss) — novel test classes",
+        verdict=verdict_sentence(verdict),
+        headline=_headline(metrics, cv, threshold_from),
+        sections=sections,
+        lineage=lineage,
+    )
+    return metrics
+
+
+def _headline(metrics: dict, cv: dict | None, threshold_from: str) -> dict:
     one, five = metrics["episodes_5way_1shot"], metrics["episodes_5way_5shot"]
-    headline = {
-        "verdict": verdict_sentence(verdict),
+    return {
         **(_cv_headline(cv) if cv else {}),
         "novel test classes": metrics["novel_classes"],
         "top-1 (nearest prototype, all novel classes)": metrics["top1"],
@@ -302,32 +432,61 @@ def evaluate_fewshot(
         "5-way 1-shot": f"{one['mean']:.4f} ± {one['ci95']:.4f} ({one['episodes']} episodes)"
         if one["mean"] is not None
         else "—",
-        "5-way 5-shot": f"{five['mean']:.4f} ± {five['ci95']:.4f} ({five['episodes']} episodes, {five['eligible_classes']} classes with ≥ 6 images)"
+        "5-way 5-shot": f"{five['mean']:.4f} ± {five['ci95']:.4f} ({five['episodes']} episodes, "
+        f"{five['eligible_classes']} classes with ≥ 6 images)"
         if five["mean"] is not None
         else f"— (only {five['eligible_classes']} classes have ≥ 6 images)",
-        "open-set AUROC": open_set["auroc"],
-        f"unknown threshold (cosine, from the {threshold_from})": threshold,
-        "calibration (test, nearest prototype)": _calibration_sentence(calibration),
+        "open-set AUROC": metrics["open_set"]["auroc"],
+        f"unknown threshold (cosine, from the {threshold_from})": metrics["open_set"]["threshold"],
+        "calibration (test, nearest prototype)": _calibration_sentence(metrics["calibration"]),
         **{
             f"{k} NMI / ARI": f"{v['nmi']:.3f} / {v['ari']:.3f} ({v['clusters']} clusters)"
             for k, v in metrics["clustering"].items()
         },
     }
-    images = [plot, *([out_dir / "reliability.png"] if calibration else [])]
-    if sweep and (sweep.parent / "sweep.png").is_file():
-        images.append(sweep.parent / "sweep.png")
-    write_report(
-        out_dir / "report.html",
-        title=f"Few-shot embedder ({config['backbone']}, {config['loss']} loss) — novel test classes",
-        headline=headline,
-        per_class={},
-        images=images,
-        lineage=lineage,
-        extra=(_cv_table(cv) if cv else "")
-        + _baseline_table(f"model ({config['backbone']}, {config['loss']} loss)", scores, episodes, seed)
-        + (sweep_html(json.loads(sweep.read_text())) if sweep else ""),
+
+
+def _training_section(model_dir: Path, out_dir: Path) -> Section:
+    history = read_history(model_dir)
+    if not history:
+        return Section("Training", text=["The model folder has no history.jsonl: no training curves."])
+    return Section(
+        "Training",
+        text=[f"{len(history)} epochs of the shared training loop (the model folder's history.jsonl)."],
+        figures=[Figure(_curves_plot(history, out_dir / "training_curves.png"), "training curves")],
     )
-    return metrics
+
+
+def _open_set_section(known: np.ndarray, unknown: np.ndarray, open_set: dict, out_dir: Path) -> Section:
+    text = [
+        "A seeded half of the test classes is enrolled from its support images; every test query is scored by its "
+        "best cosine to those prototypes, and a query below the threshold is answered 'unknown'."
+    ]
+    if not len(known) or not len(unknown):
+        return Section("Open set", text=[*text, "Too few test classes for both known and unknown queries."])
+    histogram, roc = _open_set_plots(known, unknown, open_set["threshold"], open_set["auroc"], out_dir)
+    return Section(
+        "Open set",
+        text=text,
+        tables=[
+            Table(
+                ["AUROC", "threshold", "fitted on", "known accepted", "unknown rejected"],
+                [
+                    [
+                        open_set["auroc"],
+                        open_set["threshold"],
+                        open_set["threshold_fitted_on"],
+                        open_set["known_accepted"],
+                        open_set["unknown_rejected"],
+                    ]
+                ],
+            )
+        ],
+        figures=[
+            Figure(histogram, "best cosine of known and unknown queries, with the threshold"),
+            *([Figure(roc, "telling known from unknown queries by their best cosine")] if roc else []),
+        ],
+    )
 
 
 def _threshold(model: torch.nn.Module, config: dict, val: list[dict], root: Path, seed: int) -> tuple[float, str]:
@@ -407,22 +566,24 @@ def _cv_headline(cv: dict) -> dict:
     return lines
 
 
-def _cv_table(cv: dict) -> str:
-    """HTML: per fold, its classes and the 5-way accuracies of the model and the baselines."""
+def _cv_section(cv: dict, model_dir: Path) -> Section:
+    """Per fold, its classes and the 5-way accuracies of the model and the baselines; the
+    reliability diagram of the held-out folds when the model folder has it."""
     names = {"model": "model", **BASELINES}
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("fold", "classes", *(f"{n}, 5-way {k}-shot" for k in EPISODE_SHOTS.values() for n in names.values()))
-    )
-    body = ""
+    rows = []
     for fold in cv["folds"]:
-        cells = [str(fold["fold"]), str(fold["classes"])]
-        for metric in EPISODE_SHOTS:
-            cells += ["—" if fold[metric][n] is None else f"{fold[metric][n]:.4f}" for n in names]
-        body += "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-    return (
-        f"<h2>Cross-validation</h2><p>{html.escape(cv['reason'])}: {html.escape(cv['rule'])}.</p>"
-        f"<table><tr>{head}</tr>{body}</table>"
+        rows.append([fold["fold"], fold["classes"], *(fold[metric][n] for metric in EPISODE_SHOTS for n in names)])
+    plot = model_dir / "reliability_cv.png"
+    return Section(
+        "Cross-validation",
+        text=[f"{cv['reason']}: {cv['rule']}."],
+        tables=[
+            Table(
+                ["fold", "classes", *(f"{n}, 5-way {k}-shot" for k in EPISODE_SHOTS.values() for n in names.values())],
+                rows,
+            )
+        ],
+        figures=[Figure(plot, "temperature fitted on the held-out folds (in-sample)")] if plot.is_file() else [],
     )
 
 
