@@ -14,8 +14,16 @@ malformed kind (each must be 4xx), and whether the server still answers afterwar
 any valid request failed, a malformed one got anything but 4xx, or the server stopped answering.
 Loopback only; bounded in time (models × seconds) and in the count of big bodies.
 
+The prediction log's cost (target: p50 with the log ≤ 1.05 × without), measured twice, each
+side by side for ``--overhead-seconds`` per model. Through MMS: two more servers with the same
+archives keep no log, and ``--clients`` clients per server send valid requests to the three
+at once (whatever else the machine does falls on all alike); the ratio of the two servers
+without a log shows how much two servers differ anyway. In the handler: the family's handler
+on the archive's model, twice in this process, with and without the log, called in turn as
+MMS calls it: the worker's own cost, free of that noise. Ratios are printed, not judged.
+
     python benchmarks/serve_load.py [--archive wingbeat=results/wingbeat/archive/wingbeat.mar ...]
-        [--clients 8] [--seconds 60]
+        [--clients 8] [--seconds 60] [--overhead-seconds 30]
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,6 +250,115 @@ def load(port: int, name: str, family: str, args: argparse.Namespace) -> bool:
     return not failed and not not_4xx and still
 
 
+def valid_latencies(ports: dict[str, int], name: str, family: str, clients: int, seconds: float) -> dict:
+    """side → seconds per valid request answered: for ``seconds``, ``clients`` threads per
+    server of ``ports`` (side → port) post demo samples to it, all servers at once, so that
+    whatever else the machine does falls on every side alike. Each client keeps to one server:
+    clients going round the servers would queue up at the slowest one and magnify any
+    difference between them many times."""
+    valid = [(p.read_bytes(), content_type(p)) for p in samples(family)]
+    lock = threading.Lock()
+    latencies: dict[str, list[float]] = {side: [] for side in ports}
+    deadline = time.monotonic() + seconds
+
+    def client(side: str, seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < deadline:
+            body, ctype = rng.choice(valid)
+            tic = time.perf_counter()
+            status, answer = post(ports[side], f"/predictions/{name}", body, ctype)
+            took = time.perf_counter() - tic
+            if answered(family, status, answer):
+                with lock:
+                    latencies[side].append(took)
+
+    threads = [threading.Thread(target=client, args=(side, i)) for side in ports for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies
+
+
+def warm_up(port: int, name: str, family: str) -> None:
+    """A few requests, so that no measurement holds a worker's first (compiling) ones."""
+    for path in samples(family)[:3]:
+        post(port, f"/predictions/{name}", path.read_bytes(), content_type(path), timeout=300)
+
+
+def log_overhead(ports: dict[str, int], name: str, family: str, log_dir: Path, args: argparse.Namespace) -> dict:
+    """Through MMS: p50 latency of valid requests to the servers of ``ports`` ("on": with the
+    log; "off", "off2": two without, whose ratio shows how much two servers differ anyway),
+    loaded side by side; prints them and returns side → p50 (ms)."""
+    from insectml.serving.predlog import LOG_NAME
+
+    def logged() -> int:
+        return sum(
+            sum(1 for line in path.open() if f'"family":"{family}"' in line) for path in log_dir.glob(f"{LOG_NAME}*")
+        )
+
+    before = logged()
+    runs = valid_latencies(ports, name, family, args.clients, args.overhead_seconds)
+    p50 = {side: statistics.median(x) * 1e3 if x else float("nan") for side, x in runs.items()}
+    print(
+        f"  through MMS, servers side by side for {args.overhead_seconds:g} s: p50 {p50['off']:.1f} ms without the "
+        f"log, {p50['on']:.1f} ms with it: ratio {p50['on'] / p50['off']:.3f}; two servers without it: "
+        f"{p50['off2'] / p50['off']:.3f} ({', '.join(f'{s} {len(x)}' for s, x in runs.items())} requests; "
+        f"{logged() - before} lines logged)"
+    )
+    return p50
+
+
+def handler_overhead(archive: Path, family: str, work: Path, seconds: float) -> dict:
+    """In this process, the archive's model in the family's handler twice, with the log and
+    without, called as MMS calls it on the demo samples, the two in turn for ``seconds``:
+    side → p50 (ms) of ``handle``. The workers' own cost of the log, free of what differs
+    between two servers."""
+    import importlib
+    import zipfile
+
+    from insectml.serving.predlog import ENV_VARS, LogSettings
+    from mms.context import Context, RequestProcessor
+
+    model_dir = work / "unpacked" / family
+    with zipfile.ZipFile(archive) as packed:
+        packed.extractall(model_dir)
+    module = importlib.import_module(json.loads((model_dir / "archive.json").read_text())["handler"])
+    services = {}
+    for side in ("off", "on"):
+        for key in ENV_VARS:
+            os.environ.pop(key, None)
+        if side == "on":
+            os.environ.update(LogSettings().env(work / "handler-log" / family))
+        services[side] = type(module._service)()
+        services[side].initialize(Context(family, str(model_dir), {"model_dir": str(model_dir)}, 1, None, "1.1.11"))
+    for key in ENV_VARS:
+        os.environ.pop(key, None)
+
+    def request(path: Path) -> tuple[list[dict], Context]:
+        context = Context(family, str(model_dir), {"model_dir": str(model_dir)}, 1, None, "1.1.11")
+        context.request_processor = [RequestProcessor({"body": {"content-type": content_type(path)}})]
+        return [{"body": path.read_bytes()}], context
+
+    requests = [request(path) for path in samples(family)]
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    deadline = time.monotonic() + seconds
+    for n in itertools.count():
+        if time.monotonic() >= deadline:
+            break
+        batch, context = requests[n % len(requests)]
+        for side in ("off", "on") if n % 2 == 0 else ("on", "off"):
+            tic = time.perf_counter()
+            services[side].handle(batch, context)
+            times[side].append(time.perf_counter() - tic)
+    p50 = {side: statistics.median(x) * 1e3 for side, x in times.items()}
+    print(
+        f"{family}: handler in process, with and without the log in turn for {seconds:g} s: p50 {p50['off']:.2f} ms "
+        f"without, {p50['on']:.2f} ms with: ratio {p50['on'] / p50['off']:.3f} ({len(times['on'])} requests each)"
+    )
+    return p50
+
+
 # -- archives --------------------------------------------------------------------------------
 
 
@@ -306,6 +424,12 @@ def main() -> int:
     parser.add_argument("--malformed-every", type=int, default=5, help="every Nth request malformed (default: 5)")
     parser.add_argument("--big-repeats", type=int, default=3, help="sends of each 10/50 MB body (default: 3)")
     parser.add_argument("--workers", type=int, default=1, help="MMS workers per model (default: 1)")
+    parser.add_argument(
+        "--overhead-seconds",
+        type=float,
+        default=30,
+        help="seconds per model of valid requests to the servers with and without the log (default: 30)",
+    )
     args = parser.parse_args()
 
     from insectml.caches import default_caches
@@ -339,17 +463,36 @@ def main() -> int:
             management_port=free_port(),
             workers=args.workers,
         )
-        print(f"starting MMS on {cfg.inference_url} with {', '.join(models)}…", flush=True)
-        start(cfg, timeout=600)
+        # the same archives without a prediction log (twice), for the log's overhead
+        bare = replace(cfg, state_dir=tmp / "mms-nolog", port=free_port(), management_port=free_port())
+        bare = replace(bare, prediction_log=None)
+        bare2 = replace(bare, state_dir=tmp / "mms-nolog2", port=free_port(), management_port=free_port())
+        print(f"starting MMS on {cfg.inference_url} (and twice without its log)…", flush=True)
+        served: dict[str, dict] = {}
         try:
+            for server in (cfg, bare, bare2):
+                start(server, timeout=600)
             print(
                 f"limits: max_request_size {cfg.max_request_size} bytes; {args.workers} worker(s) per model; "
-                f"{os.cpu_count()} CPUs"
+                f"{os.cpu_count()} CPUs; prediction log in {cfg.prediction_log_dir}"
             )
-            ok = [load(cfg.port, family, family, args) for family in models]
+            for family in models:
+                for server in (cfg, bare, bare2):
+                    warm_up(server.port, family, family)
+            ok = []
+            for family in models:
+                ok.append(load(cfg.port, family, family, args))
+                ports = {"on": cfg.port, "off": bare.port, "off2": bare2.port}
+                served[family] = log_overhead(ports, family, family, cfg.prediction_log_dir, args)
         finally:
-            stop(cfg.state_dir)
+            for server in (cfg, bare, bare2):
+                stop(server.state_dir)
+        print("prediction log overhead in the handler (the servers stopped):")
+        handled = {family: handler_overhead(archives[family], family, tmp, args.overhead_seconds) for family in models}
     print("result:", "OK" if all(ok) else "FAILED", "(targets: 0 valid failed, every malformed 4xx, still answers)")
+    shown = ", ".join(f"{f} {p['on'] / p['off']:.3f}" for f, p in handled.items())
+    through = ", ".join(f"{f} {p['on'] / p['off']:.3f} (A/A {p['off2'] / p['off']:.3f})" for f, p in served.items())
+    print(f"prediction log, p50 with / without: handler {shown}; through MMS {through} (target <= 1.05; not judged)")
     return 0 if all(ok) else 1
 
 

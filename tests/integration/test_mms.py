@@ -1,5 +1,6 @@
 """The packaged archive served by a real Multi Model Server on loopback."""
 
+import hashlib
 import json
 import shutil
 import time
@@ -45,6 +46,22 @@ def test_prediction_returns_species_probabilities(server, repo_root):
     probs = answer["probabilities"]
     classes = (repo_root / "data/wingbeat/classes.txt").read_text().split()
     assert set(probs) == set(classes) and abs(sum(probs.values()) - 1) < 1e-3
+
+
+def test_a_prediction_is_logged_in_the_state_folder(server, repo_root):
+    """One line of the prediction log's schema, for that body, with the answer given."""
+    cfg, _ = server
+    body = (repo_root / "data/wingbeat/recordings/culex_pipiens/culex_pipiens_0007.wav").read_bytes()
+    answer = predict(cfg.inference_url, "wingbeat", body, content_type="audio/wav")
+    logged = (cfg.prediction_log_dir / "predictions.jsonl").read_text().splitlines()
+    (line,) = [x for x in map(json.loads, logged) if x["input"]["sha256"] == hashlib.sha256(body).hexdigest()]
+    keys = {"time", "family", "model", "version", "input", "answer", "summary", "top_score", "unknown", "input_file"}
+    assert (set(line), line["family"], line["answer"], line["input"]["media_type"]) == (
+        keys,
+        "wingbeat",
+        answer,
+        "audio/wav",
+    )
 
 
 def test_bad_body_is_400_and_server_keeps_serving(server, repo_root):

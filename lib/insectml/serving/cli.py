@@ -9,6 +9,14 @@ from pathlib import Path
 from insectml.cliargs import add_param, existing_dir, existing_file
 from insectml.families import FAMILIES
 from insectml.serving.mms import LOOPBACK, MAX_REQUEST_SIZE
+from insectml.serving.predlog import (
+    DEFAULT_FILES,
+    DEFAULT_INPUTS_MAX_BYTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_SUMMARY_SHARE,
+    LOG_NAME,
+    LogSettings,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +80,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--probe", type=existing_file, help="a sample request body; ready = the first model predicts it")
     p.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness (default: 180)")
+    g = p.add_argument_group(
+        "prediction log",
+        f"One JSON line per answered request in STATE/predictions/{LOG_NAME} (the input's sha256 and size, the "
+        "answer, a summary of the input for 'insectml monitor'), rotated by size; on unless --no-prediction-log.",
+    )
+    g.add_argument(
+        "--no-prediction-log",
+        dest="prediction_log",
+        action="store_false",
+        help="keep no prediction log",
+    )
+    g.add_argument(
+        "--log-max-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        metavar="BYTES",
+        help=f"size at which {LOG_NAME} is rotated to {LOG_NAME}.1 (default: {DEFAULT_MAX_BYTES})",
+    )
+    g.add_argument(
+        "--log-files",
+        type=int,
+        default=DEFAULT_FILES,
+        metavar="N",
+        help=f"rotated files kept, {LOG_NAME}.1 to .N; the oldest goes (default: {DEFAULT_FILES})",
+    )
+    g.add_argument(
+        "--log-inputs",
+        action="store_true",
+        help="also keep each request body, once per content, in STATE/predictions/inputs/ (for labelling)",
+    )
+    g.add_argument(
+        "--log-inputs-max-bytes",
+        type=int,
+        default=DEFAULT_INPUTS_MAX_BYTES,
+        metavar="BYTES",
+        help=f"stop keeping bodies once they take this much; none is deleted (default: {DEFAULT_INPUTS_MAX_BYTES})",
+    )
+    g.add_argument(
+        "--log-summary-share",
+        type=float,
+        default=DEFAULT_SUMMARY_SHARE,
+        metavar="FRACTION",
+        help="most of the serving time spent on summaries a model does not compute to answer (wingbeat features "
+        "for a model not trained on them); the other lines get none; 1: every line "
+        f"(default: {DEFAULT_SUMMARY_SHARE})",
+    )
     p.set_defaults(func=_start)
 
     p = actions.add_parser("stop", help="stop the server started from a state folder, by its PIDs")
@@ -96,6 +150,15 @@ def _start(args: argparse.Namespace) -> int:
 
     if args.max_request_size <= 0:
         raise ConfigError(f"--max-request-size {args.max_request_size}: expected a positive number of bytes")
+    settings = LogSettings(
+        max_bytes=args.log_max_bytes,
+        files=args.log_files,
+        inputs=args.log_inputs,
+        inputs_max_bytes=args.log_inputs_max_bytes,
+        summary_share=args.log_summary_share,
+    )
+    if settings.problems():
+        raise ConfigError(settings.problems()[0])
 
     models = {}
     for spec in args.models:
@@ -112,6 +175,7 @@ def _start(args: argparse.Namespace) -> int:
         management_host=args.management_host,
         management_port=args.management_port,
         max_request_size=args.max_request_size,
+        prediction_log=settings if args.prediction_log else None,
     )
     if args.probe and not models:
         raise ConfigError("--probe needs a --model to send it to")

@@ -12,6 +12,9 @@ archive with the new gallery is registered next to the old one, then the old one
 unregistered, without restarting the server. A bad body gets HTTP 400 with
 ``{"error": ...}`` (415 for a Content-Type other than image/* or application/octet-stream);
 with MMS batching the good images of a batch share one forward pass.
+
+Prediction log (:mod:`insectml.serving.predlog`, when the server keeps one): each answered
+image's line holds its unit embedding, the one the gallery answer was computed from.
 """
 
 from __future__ import annotations
@@ -27,15 +30,21 @@ class FewshotService:
     def __init__(self) -> None:
         self.predictor = None
         self.top_k = 5
+        self.log = None
+        self.model = ("", "")
 
     def initialize(self, context) -> None:
         import torch
 
         from insectml.fewshot.predict import FewshotPredictor
+        from insectml.serving.predlog import PredictionLog, identity
 
         torch.set_num_threads(1)
         model_dir = Path(context.system_properties["model_dir"])
         self.predictor = FewshotPredictor(model_dir)
+        self.log = PredictionLog.from_env()
+        if self.log is not None:
+            self.model = identity(model_dir)
         serving = model_dir / "serving.json"
         self.top_k = json.loads(serving.read_text()).get("top_k", 5) if serving.is_file() else 5
         log.info(
@@ -45,10 +54,30 @@ class FewshotService:
     def handle(self, data: list[dict], context) -> list:
         from insectml.data.images import open_image
         from insectml.serving.batch import answer_batch
+        from insectml.serving.predlog import log_answers
 
-        return answer_batch(
-            data, context, open_image, lambda images: self.predictor.predict(images, self.top_k), media="image"
-        )
+        if self.log is None:
+            return answer_batch(
+                data, context, open_image, lambda images: self.predictor.predict(images, self.top_k), media="image"
+            )
+        summaries: list[dict] = []
+        answers = answer_batch(data, context, open_image, lambda images: self._logged(images, summaries), media="image")
+        log_answers(self.log, "fewshot", self.model, data, context, answers, summaries, _scores)
+        return answers
+
+    def _logged(self, images: list, summaries: list[dict]) -> list[dict]:
+        """:meth:`FewshotPredictor.predict`'s answers; each image's embedding appended to ``summaries``."""
+        from insectml.serving.predlog import compact
+
+        embeddings = self.predictor.embed_images(images)
+        summaries.extend({"embedding": compact(e)} for e in embeddings)
+        return [self.predictor.gallery.answer(e, self.top_k) for e in embeddings]
+
+
+def _scores(answer: dict) -> tuple[float | None, bool]:
+    from insectml.fewshot.gallery import UNKNOWN
+
+    return answer.get("score"), answer.get("label") == UNKNOWN
 
 
 _service = FewshotService()

@@ -8,6 +8,9 @@ prediction succeeded.
 The inference API (``host``) and the management API (``management_host``) are bound
 separately: the management API has no authentication and registers archives from any
 URL (running their handler code), so it stays on loopback unless asked otherwise.
+
+The handlers append to a prediction log in ``<state>/predictions/`` (:mod:`.predlog`),
+configured through environment variables MMS hands on to its workers.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from insectml.errors import UserError
 from insectml.fileio import write_json_atomic, write_text_atomic
+from insectml.serving.predlog import ENV_VARS, LogSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,11 @@ class ServerConfig:
     workers: int = 1
     management_host: str = LOOPBACK
     max_request_size: int = MAX_REQUEST_SIZE  # bytes; a larger body gets HTTP 413 from MMS
+    prediction_log: LogSettings | None = LogSettings()  # None: the handlers keep no log
+
+    @property
+    def prediction_log_dir(self) -> Path:
+        return Path(self.state_dir) / "predictions"
 
     @property
     def inference_url(self) -> str:
@@ -114,6 +123,8 @@ def start(cfg: ServerConfig, probe: tuple[str, bytes] | None = None, timeout: fl
     """
     if cfg.max_request_size <= 0:
         raise UserError(f"max request size {cfg.max_request_size}: expected a positive number of bytes")
+    if cfg.prediction_log is not None and cfg.prediction_log.problems():
+        raise UserError(cfg.prediction_log.problems()[0])
     cfg = replace(cfg, model_store=Path(cfg.model_store).resolve(), state_dir=Path(cfg.state_dir).resolve())
     for name, archive in cfg.models.items():
         if not (cfg.model_store / archive).is_file():
@@ -130,6 +141,11 @@ def start(cfg: ServerConfig, probe: tuple[str, bytes] | None = None, timeout: fl
     props = write_properties(cfg)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMS_") and k != "ENABLE_ENVVARS_CONFIG"}
     env.update(TEMP=str(tmp), TMPDIR=str(tmp))
+    # the log is this config's alone: none inherited from the caller's environment
+    env = {k: v for k, v in env.items() if k not in ENV_VARS}
+    if cfg.prediction_log is not None:
+        cfg.prediction_log_dir.mkdir(exist_ok=True)
+        env.update(cfg.prediction_log.env(cfg.prediction_log_dir))
     mms = shutil.which("multi-model-server") or str(Path(sys.executable).with_name("multi-model-server"))
     with open(cfg.state_dir / "server.log", "ab") as server_log:
         wrapper = subprocess.Popen(
@@ -157,6 +173,7 @@ def start(cfg: ServerConfig, probe: tuple[str, bytes] | None = None, timeout: fl
         "inference": cfg.inference_url,
         "management": cfg.management_url,
         "models": cfg.models,
+        "prediction_log": str(cfg.prediction_log_dir) if cfg.prediction_log is not None else None,
     }
     write_json_atomic(state, info)
     try:
