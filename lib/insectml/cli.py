@@ -21,7 +21,9 @@ log = logging.getLogger("insectml")
 
 def build_parser() -> argparse.ArgumentParser:
     from insectml import commands, cv
+    from insectml.active import cli as active_cli
     from insectml.families import FAMILIES
+    from insectml.monitor import cli as monitor_cli
     from insectml.pretrain import cli as pretrain_cli
     from insectml.project import cli as project_cli
     from insectml.release import cli as release_cli
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     project_cli.register(sub)
     weights_cli.register(sub)
     pretrain_cli.register(sub)
+    monitor_cli.register(sub)
+    active_cli.register(sub)
     return parser
 
 
