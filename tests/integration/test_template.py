@@ -78,6 +78,8 @@ def test_generated_project_layout(project):
     assert all(e["version"] and len(e["checksum"]) == 64 for e in installed.values())
     other = {"wingbeat", "detector", "fewshot"} - {family}
     assert not any((root / "modules" / o).exists() for o in other)
+    # its family's notebooks (the library's notebooks/<family>_*.py, installed with the workflow)
+    assert sorted(p.name for p in (root / "notebooks").glob("*.py")) == [f"{family}_data.py", f"{family}_results.py"]
     log = subprocess.run(["git", "-C", str(root), "log", "--format=%s"], capture_output=True, text=True).stdout
     assert log.strip().splitlines() == ["New project from insectml's cookiecutter-template"]
     assert "remote = storage" in (root / ".dvc" / "config").read_text()

@@ -113,10 +113,12 @@ class Library:
             files = [wf.relative_to(self.root).as_posix()]
             files += [p.relative_to(self.root).as_posix() for p in sorted((self.root / "conf" / family).glob("*"))]
             files += [p.relative_to(self.root).as_posix() for p in sorted(self.root.glob(f"conf/sweeps/{family}_*"))]
+            files += [p.relative_to(self.root).as_posix() for p in sorted(self.root.glob(f"notebooks/{family}_*.py"))]
             found[family] = Component(family, "workflow", tuple(files), _requires(wf), (family,))
         base = [p.relative_to(self.root).as_posix() for p in sorted((self.root / "conf").glob("*.config"))]
         for folder in sorted((self.root / "subworkflows" / "local").glob(f"{UTILS}*")):
             base += [p.relative_to(self.root).as_posix() for p in sorted(folder.rglob("*")) if p.is_file()]
+        base += [p.relative_to(self.root).as_posix() for p in sorted(self.root.glob("notebooks/jupytext.toml"))]
         base = tuple(base)
         found["base"] = Component("base", "base", base, (), BASE_GROUPS)
         return found
