@@ -15,6 +15,7 @@ PROFILE    ?= standard
 NXF_ARGS   ?=
 PORT       ?= 8080
 MGMT_PORT  ?= 8081
+LAB_PORT   ?= 8888
 # continuous delivery (make train-cluster / release / deploy; Jenkins' main-branch stages)
 TASK          ?= wingbeat
 SLURM_QUEUE   ?=
@@ -87,6 +88,30 @@ serve: setup  ## start MMS on 127.0.0.1:$(PORT) with $(OUTDIR)/wingbeat/archive/
 
 serve-stop:  ## stop the server started by 'make serve'
 	bin/insectml serve stop --state $(OUTDIR)/serving
+
+.PHONY: notebooks lab monitor
+notebooks: setup  ## notebooks/*.ipynb from the reviewed .py files (jupytext --sync: whichever is older is updated)
+	@jupytext --sync --quiet notebooks/*.py
+
+lab: notebooks  ## JupyterLab on 127.0.0.1:$(LAB_PORT) with the notebooks and the insectml kernel; prints its URL
+	@token=$$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))'); \
+	echo "make lab: http://127.0.0.1:$(LAB_PORT)/lab?token=$$token  (stop with Ctrl-C)"; \
+	JUPYTER_TOKEN=$$token PYTHONPATH=$(CURDIR)/lib$${PYTHONPATH:+:$$PYTHONPATH} exec jupyter lab --no-browser \
+	  --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  --ServerApp.root_dir=notebooks --MappingKernelManager.default_kernel_name=insectml \
+	  $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# the scheduled monitoring job (Jenkinsfile.monitor): served traffic vs the release's data.
+# insectml monitor exits 3 on drift; make would turn that into 2, so drift is the file
+# $(MONITOR_OUT)/DRIFT (the job marks the build unstable) and any other failure fails.
+PREDICTION_LOG ?= $(OUTDIR)/serving/predictions
+REFERENCE      ?= $(RESULTS)
+MONITOR_OUT    ?= $(OUTDIR)/monitor
+monitor: setup  ## drift of the prediction log PREDICTION_LOG against REFERENCE (a results folder) into MONITOR_OUT
+	@mkdir -p $(MONITOR_OUT); rm -f $(MONITOR_OUT)/DRIFT; rc=0; \
+	bin/insectml monitor $(PREDICTION_LOG) --reference $(REFERENCE) --out $(MONITOR_OUT) || rc=$$?; \
+	if [[ $$rc == 3 ]]; then touch $(MONITOR_OUT)/DRIFT; echo "make monitor: drift, see $(MONITOR_OUT)/report.html"; exit 0; fi; \
+	exit $$rc
 
 train-cluster: setup data  ## nextflow run -profile slurm --task $(TASK) [--slurm_queue/--slurm_account] -resume
 	nextflow run train_evaluate.nf -profile slurm --task $(TASK) --outdir $(OUTDIR) -resume \
