@@ -74,6 +74,7 @@ slurm-down:  ## stop it
 
 lint: setup  ## ruff (Python), npm-groovy-lint (Jenkinsfile), shellcheck-style bash -n (scripts)
 	ruff check lib bin/insectml tests benchmarks
+	ruff check notebooks
 	ruff format --check lib tests benchmarks
 	$(NODE_DIR)/node_modules/.bin/npm-groovy-lint --noserver --failon error --output txt Jenkinsfile
 	for f in env/setup.sh env/nextflow.sh tests/slurm/cluster.sh .ci/run; do bash -n $$f; done
