@@ -2,9 +2,10 @@
  * Detector family, two stages: Supervisely box labels → generic insect detector →
  * pseudo-labels on images that carry only a species label → target-species detector
  * trained on box labels + pseudo-labels. Both detectors are evaluated on the same
- * box-labelled test split. Without species-only images, or when none of them gains a
- * box, the target stage is skipped (the pseudo-label step says why) and the generic
- * detector is the family's model.
+ * box-labelled test split; the target's report sets the generic's headline beside its
+ * own. Without species-only images, or when none of them gains a box, the target stage
+ * is skipped (the pseudo-label step says why) and the generic detector is the family's
+ * model.
  * Validation opens every image, so it runs as chunks of `chunk_size` images, one task
  * each: the labels listed (DETECTOR_VALIDATE_LIST), each chunk checked
  * (DETECTOR_VALIDATE_CHECK), DETECTOR_VALIDATE gathers, reports and splits; the files are
@@ -49,14 +50,23 @@ workflow DETECTOR {
     ch_generic = DETECTOR_VALIDATE.out.manifest
         .map { meta, manifest, dataset -> [ meta + [ stage: 'generic' ], manifest, dataset ] }
     DETECTOR_TRAIN_GENERIC ( ch_generic, data, weights )
-    DETECTOR_EVALUATE_GENERIC ( DETECTOR_TRAIN_GENERIC.out.model.join(ch_generic), data )
+    DETECTOR_EVALUATE_GENERIC (
+        DETECTOR_TRAIN_GENERIC.out.model.join(ch_generic)
+            .map { meta, model, manifest, dataset -> [ meta, model, manifest, dataset, [] ] },
+        data )
     DETECTOR_PSEUDOLABEL ( DETECTOR_TRAIN_GENERIC.out.model.join(ch_generic), data )
 
     DETECTOR_PSEUDOLABEL.out.skipped.subscribe { meta, note -> log.warn(note.text.trim()) }
     ch_target = DETECTOR_PSEUDOLABEL.out.merged
         .map { meta, manifest, dataset -> [ meta + [ stage: 'target' ], manifest, dataset ] }
     DETECTOR_TRAIN_TARGET ( ch_target, data, weights )
-    DETECTOR_EVALUATE_TARGET ( DETECTOR_TRAIN_TARGET.out.model.join(ch_target), data )
+    // The target's report sets the generic detector's evaluation (same test images) beside its own.
+    ch_generic_evaluation = DETECTOR_EVALUATE_GENERIC.out.evaluation.map { meta, evaluation -> [ meta.id, evaluation ] }
+    ch_evaluate_target = DETECTOR_TRAIN_TARGET.out.model.join(ch_target)
+        .map { meta, model, manifest, dataset -> [ meta.id, meta, model, manifest, dataset ] }
+        .join(ch_generic_evaluation)
+        .map { id, meta, model, manifest, dataset, generic -> [ meta, model, manifest, dataset, generic ] }
+    DETECTOR_EVALUATE_TARGET ( ch_evaluate_target, data )
 
     // Both detectors are exported and packaged: the generic one finds insects, the target
     // one names the species. The archive holds the model folder and its TorchScript export.

@@ -111,15 +111,54 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = steps.add_parser(
         "evaluate",
-        help="COCO mAP with 95% intervals, per-class AP, confusion matrix at IoU 0.5, prediction grid",
-        description="Score a detector on one split: metrics.json (mAP with image-bootstrap 95% intervals), "
-        "confusion_matrix.png, predictions.png, report.html.",
+        help="COCO mAP with 95%% intervals, per-class AP and PR curves, confusion at IoU 0.5, explanations, report",
+        description="Score a detector on one split: metrics.json (mAP and per-class AP with image-bootstrap 95% "
+        "intervals), pr_curves.png, ap_per_class.png, confusion_matrix.png, predictions.png, training_curves.png "
+        "(from the model folder's history.jsonl), explanations_classes.png (Grad-CAM of correct and wrong detections "
+        "per class; explanations_pairs.png for the most-confused classes, when any are) and report.html. With --compare-with, the report sets another detector's "
+        "evaluation (the generic detector's, for the target-species one) beside this one.",
     )
     p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train'")
     add_manifest_args(p)
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default: test)")
+    p.add_argument(
+        "--name",
+        help="what the report calls this evaluation, e.g. generic or target (default: the model folder's name)",
+    )
+    p.add_argument(
+        "--compare-with",
+        type=existing_dir,
+        metavar="EVALDIR",
+        help="the output folder of another 'detector evaluate' (its metrics.json), shown beside this one",
+    )
+    p.add_argument(
+        "--explain-per-class",
+        type=int,
+        metavar="N",
+        help="correct and wrong detections explained (Grad-CAM) per class in the report; 0: none (default: 2)",
+    )
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder (default: evaluation)")
     p.set_defaults(func=_evaluate)
+
+    p = steps.add_parser(
+        "explain",
+        help="Grad-CAM map of every detected box in image files",
+        description="Run a detector over image files and explain each box scoring at least --score (the 12 most "
+        "confident per image) with Grad-CAM (captum LayerGradCam on the backbone's last feature layer; target: "
+        "the box's score). Writes OUT/<image stem>.png (one panel per box: the image, the box, its map) and "
+        "OUT/explanations.json (per image: label, score, box and the share of the map inside the box). "
+        "Existing outputs are replaced only with --force.",
+    )
+    p.add_argument("--model", type=existing_dir, required=True, help="model folder from 'train' (holding weights.pt)")
+    p.add_argument("--out", type=Path, default=Path("explanations"), help="output folder (default: explanations)")
+    p.add_argument(
+        "--score",
+        type=float,
+        help="lowest score of a box explained, between 0 and 1 (default: 0.5, the evaluation's confusion threshold)",
+    )
+    p.add_argument("--force", action="store_true", help="replace existing outputs in --out")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="JPEG/PNG files")
+    p.set_defaults(func=_explain)
 
     p = steps.add_parser(
         "pseudo-label",
@@ -236,8 +275,28 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from insectml.detector.evaluate import evaluate_detector
 
-    metrics = evaluate_detector(args.model, args.manifest, args.dataset, args.root, args.out, args.split)
+    metrics = evaluate_detector(
+        args.model,
+        args.manifest,
+        args.dataset,
+        args.root,
+        args.out,
+        args.split,
+        name=args.name,
+        compare_with=args.compare_with,
+        explain_per_class=args.explain_per_class,
+    )
     print(json.dumps({k: metrics[k] for k in ("split", "n_images", "map", "map_50")}))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from insectml.detector.explain import explain_files
+
+    given = {} if args.score is None else {"score": args.score}  # the default is explain_files'
+    result = explain_files(args.model, args.images, args.out, force=args.force, **given)
+    boxes = sum(len(image["detections"]) for image in result["images"])
+    print(json.dumps({"images": len(result["images"]), "boxes": boxes, "out": str(args.out)}))
     return 0
 
 

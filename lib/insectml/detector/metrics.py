@@ -17,13 +17,15 @@ RECALL_THRESHOLDS = np.asarray(torch.linspace(0.0, 1.0, 101).tolist())
 MAX_DETECTIONS = 100
 
 
-def predict(model, dataset, device, batch_size: int = 8) -> tuple[list[dict], list[dict]]:
+def predict(model, dataset, device, batch_size: int = 8, desc: str = "predict") -> tuple[list[dict], list[dict]]:
     """Predictions and targets for every image of ``dataset`` (model in eval mode)."""
+    from tqdm import tqdm
+
     from insectml.detector.data import collate
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     preds, targets = [], []
-    for images, batch_targets in loader:
+    for images, batch_targets in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
         out = model([im.to(device) for im in images])
         preds += [{k: v.detach().cpu() for k, v in o.items()} for o in out]
         targets += list(batch_targets)
@@ -58,6 +60,7 @@ class _ClassMatches:
     detection's image, its TP flag at every IoU threshold, and truth boxes per image."""
 
     image: np.ndarray  # (n_detections,) image index
+    scores: np.ndarray  # (n_detections,) descending
     tp: np.ndarray  # (n_thresholds, n_detections) bool
     n_truth: np.ndarray  # (n_images,) ground-truth boxes of this class
 
@@ -76,26 +79,66 @@ def map_bootstrap_ci(
     class, 101-point interpolated AP, classes without truth left out), so it equals
     :func:`mean_average_precision`'s; crowd boxes are not supported (our targets have none).
     ``classes`` mirrors :func:`mean_average_precision`: labels are scored whether or not
-    they name one. Same inputs and ``seed`` → same intervals."""
+    they name one. Same inputs and ``seed`` → same intervals.
+
+    ``per_class``: the same intervals for each named class's ``ap`` (AP@[.5:.95]) and
+    ``ap_50``, from the resamples that hold at least one of its truth boxes (a class
+    without truth in the whole set has none)."""
+    from tqdm import tqdm
+
     if n_boot < 1 or not 0 < level < 1:
         raise ValueError(f"need n_boot ≥ 1 and 0 < level < 1, got n_boot={n_boot}, level={level}")
     matches = _match_all(preds, targets)
     n_images = len(targets)
-    value = _map_from_matches(matches, np.ones(n_images, dtype=np.int64))
+    value = _class_aps(matches, np.ones(n_images, dtype=np.int64))
     rng = np.random.default_rng(seed)
-    boot = np.asarray(
+    boot = np.stack(
         [
-            _map_from_matches(matches, np.bincount(rng.integers(0, n_images, n_images), minlength=n_images))
-            for _ in range(n_boot)
+            _class_aps(matches, np.bincount(rng.integers(0, n_images, n_images), minlength=n_images))
+            for _ in tqdm(range(n_boot), desc="bootstrap", unit="resample", leave=False, disable=None)
         ]
-    )
+    )  # (n_boot, n_labels, n_thresholds), nan where a resample holds no truth of the label
     tails = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def interval(full: float, resampled: np.ndarray) -> dict:
+        q_low, q_high = np.percentile(resampled, tails)
+        low, high = (float(np.clip(2 * full - q, 0.0, 1.0)) for q in (q_high, q_low))
+        return {"value": round(full, 6), "low": round(low, 6), "high": round(high, 6)}
+
     result = {}
+    full, resampled = _means(value), np.asarray([_means(b) for b in boot])
     for column, key in enumerate(("map", "map_50")):
-        q_low, q_high = np.percentile(boot[:, column], tails)
-        low, high = (float(np.clip(2 * value[column] - q, 0.0, 1.0)) for q in (q_high, q_low))
-        result[key] = {"value": round(value[column], 6), "low": round(low, 6), "high": round(high, 6)}
-    return {**result, "level": level, "n_boot": n_boot, "unit": "image", "n_units": n_images}
+        result[key] = interval(full[column], resampled[:, column])
+    per_class = {}
+    for row, label in enumerate(matches):
+        if 1 <= label <= len(classes) and not np.isnan(value[row, 0]):
+            kept = boot[~np.isnan(boot[:, row, 0]), row]
+            per_class[classes[label - 1]] = {
+                "ap": interval(float(value[row].mean()), kept.mean(axis=1)),
+                "ap_50": interval(float(value[row, 0]), kept[:, 0]),
+            }
+    return {**result, "level": level, "n_boot": n_boot, "unit": "image", "n_units": n_images, "per_class": per_class}
+
+
+def pr_curves(preds: list[dict], targets: list[dict], classes: list[str]) -> dict[str, dict]:
+    """Per named class with truth boxes, its precision–recall curve at IoU 0.5 from the
+    same COCO matching as the AP: ``scores`` (descending), ``precision`` and ``recall``
+    after each detection, ``n_truth``, and ``ap_50`` (COCO's 101-point interpolated AP)."""
+    curves = {}
+    for label, m in _match_all(preds, targets).items():
+        n_truth = int(m.n_truth.sum())
+        if not 1 <= label <= len(classes) or n_truth == 0:
+            continue
+        tp = m.tp[0]
+        hits = np.cumsum(tp)
+        curves[classes[label - 1]] = {
+            "scores": m.scores,
+            "precision": hits / np.arange(1, len(tp) + 1),
+            "recall": hits / n_truth,
+            "n_truth": n_truth,
+            "ap_50": float(_average_precision(m.tp[:1], np.ones(len(tp), dtype=np.int64), n_truth)[0]),
+        }
+    return curves
 
 
 def _match_all(preds: list[dict], targets: list[dict]) -> dict[int, _ClassMatches]:
@@ -115,6 +158,7 @@ def _match_all(preds: list[dict], targets: list[dict]) -> dict[int, _ClassMatche
         order = np.argsort(-scores, kind="mergesort")  # stable: ties stay in image order, as in COCO
         matches[label] = _ClassMatches(
             image=np.concatenate(images)[order],
+            scores=scores[order],
             tp=np.concatenate(flags, axis=1)[:, order],
             n_truth=np.asarray(n_truth),
         )
@@ -169,21 +213,32 @@ def _coco_iou(dets: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _map_from_matches(matches: dict[int, _ClassMatches], counts: np.ndarray) -> tuple[float, float]:
-    """(mAP@[.5:.95], mAP@.5) when image i is counted ``counts[i]`` times; classes with no
-    truth box in the sample are left out, and no class at all gives 0 (as
-    :func:`mean_average_precision` clamps COCO's -1)."""
-    aps = []
-    for m in matches.values():
+def _class_aps(matches: dict[int, _ClassMatches], counts: np.ndarray) -> np.ndarray:
+    """AP per label (rows in ``matches``' order) and IoU threshold when image i is counted
+    ``counts[i]`` times; nan for a label without truth boxes in the sample."""
+    aps = np.full((len(matches), len(IOU_THRESHOLDS)), np.nan)
+    for row, m in enumerate(matches.values()):
         n_truth = int(counts @ m.n_truth)
         if n_truth:
             weights = counts[m.image]
             kept = weights > 0
-            aps.append(_average_precision(m.tp[:, kept], weights[kept], n_truth))
-    if not aps:
+            aps[row] = _average_precision(m.tp[:, kept], weights[kept], n_truth)
+    return aps
+
+
+def _means(aps: np.ndarray) -> tuple[float, float]:
+    """(mAP@[.5:.95], mAP@.5) over the labels with truth; none at all gives 0 (as
+    :func:`mean_average_precision` clamps COCO's -1)."""
+    present = aps[~np.isnan(aps[:, 0])] if len(aps) else aps
+    if not len(present):
         return 0.0, 0.0
-    aps = np.asarray(aps)  # (n_classes, n_thresholds)
-    return float(aps.mean()), float(aps[:, 0].mean())
+    return float(present.mean()), float(present[:, 0].mean())
+
+
+def _map_from_matches(matches: dict[int, _ClassMatches], counts: np.ndarray) -> tuple[float, float]:
+    """(mAP@[.5:.95], mAP@.5) when image i is counted ``counts[i]`` times; classes with no
+    truth box in the sample are left out."""
+    return _means(_class_aps(matches, counts))
 
 
 def _average_precision(tp: np.ndarray, weights: np.ndarray, n_truth: int) -> np.ndarray:

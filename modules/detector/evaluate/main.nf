@@ -3,7 +3,7 @@ process DETECTOR_EVALUATE {
     label 'process_single'
 
     input:
-    tuple val(meta), path(model), path(manifest), path(dataset)
+    tuple val(meta), path(model), path(manifest), path(dataset), path(compare, stageAs: 'compare/*')   // compare: another evaluation folder, else []
     path data, stageAs: 'data'
 
     output:
@@ -16,6 +16,7 @@ process DETECTOR_EVALUATE {
 
     script:
     def args = task.ext.args ?: ''
+    def comparison = compare ? "--compare-with ${compare}" : ''
     """
     insectml detector evaluate \\
         --model ${model} \\
@@ -23,6 +24,7 @@ process DETECTOR_EVALUATE {
         --dataset ${dataset} \\
         --root ${data} \\
         --out evaluation \\
+        ${comparison} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """
@@ -30,7 +32,9 @@ process DETECTOR_EVALUATE {
     stub:
     """
     mkdir evaluation
-    touch evaluation/metrics.json evaluation/confusion_matrix.png evaluation/predictions.png
+    touch evaluation/metrics.json evaluation/report.html evaluation/confusion_matrix.png evaluation/predictions.png \\
+        evaluation/pr_curves.png evaluation/ap_per_class.png evaluation/training_curves.png \\
+        evaluation/explanations_classes.png
     insectml versions --process ${task.process} > versions.yml
     """
 }
