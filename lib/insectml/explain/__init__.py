@@ -95,8 +95,12 @@ def _show(ax, example: Example, title: str) -> None:
     ax.set_yticks([])
 
 
-def _short(name: str, width: int = 22) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
+def _short(name: str, width: int = 24) -> str:
+    """Cut in the middle: similar class names often differ only at their ends."""
+    if len(name) <= width:
+        return name
+    head = (width - 1) // 2
+    return name[:head] + "…" + name[-(width - 1 - head) :]
 
 
 def _caption(example: Example) -> str:
