@@ -151,7 +151,7 @@ def test_explain_files_writes_one_png_per_image_and_the_json(model_dir, images, 
     monkeypatch.setattr(explain, "MAX_BOXES", 2)  # two maps per image keep the test fast
     out = tmp_path / "out"
     result = explain.explain_files(model_dir, images[:2], out, score=0.5)
-    assert sorted(p.name for p in out.glob("*.png")) == ["img0.png", "img1.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["img0_explain.png", "img1_explain.png"]
     written = json.loads((out / "explanations.json").read_text())
     assert written == json.loads(json.dumps(result))
     explained = [d for image in written["images"] for d in image["detections"] if "map_in_box" in d]
@@ -164,18 +164,22 @@ def test_explain_files_never_overwrites_without_force(model_dir, images, tmp_pat
     monkeypatch.setattr(explain, "MAX_BOXES", 1)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "img0.png").write_text("mine")
+    (out / "img0_explain.png").write_text("mine")
     with pytest.raises(InputFileError, match="--force"):
         explain.explain_files(model_dir, images[:1], out)
-    assert (out / "img0.png").read_text() == "mine"
+    assert (out / "img0_explain.png").read_text() == "mine"
     explain.explain_files(model_dir, images[:1], out, force=True)
-    assert (out / "img0.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "img0_explain.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_same_stem_twice_gets_two_pngs():
+def test_two_inputs_with_one_stem_are_refused_before_any_work():
     from pathlib import Path
 
-    assert explain._png_names([Path("a/x.jpg"), Path("b/x.png"), Path("y.png")]) == ["x.png", "x_2.png", "y.png"]
+    from insectml import explain as shared_explain
+    from insectml.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rename one"):
+        shared_explain.output_paths([Path("a/x.jpg"), Path("b/x.png")], Path("out"))
 
 
 @pytest.mark.parametrize(

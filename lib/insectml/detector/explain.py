@@ -274,7 +274,7 @@ def _crop(image: np.ndarray, heat: np.ndarray, box: Sequence[float]) -> tuple[np
 def explain_files(
     model_dir: Path, images: list[Path], out_dir: Path, score: float = CONFUSION_SCORE, force: bool = False
 ) -> dict:
-    """For each image, ``OUT/<stem>.png``: every box scoring at least ``score`` (the
+    """For each image, ``OUT/<stem>_explain.png``: every box scoring at least ``score`` (the
     ``MAX_BOXES`` most confident) with its Grad-CAM map, and ``OUT/explanations.json``:
     per image its detections (label, score, box, the share of the map inside the box: None
     for an all-zero map).
@@ -285,16 +285,10 @@ def explain_files(
 
     if not 0 < score < 1:
         raise ConfigError(f"--score must be between 0 and 1, got {score}")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputFileError(out_dir, "exists and is not a folder")
     for path in images:
         if not path.is_file():
             raise InputFileError(path, "image not found")
-    pngs = _png_names(images)
-    if not force:
-        for path in [out_dir / "explanations.json", *(out_dir / name for name in pngs)]:
-            if path.exists():
-                raise InputFileError(path, "exists; add --force to replace it")
+    pngs = [p.name for p in explain.output_paths(images, out_dir, force)]
     tensors = [decode_image(path.read_bytes(), name=str(path)) for path in images]
     model, classes, config = load_detector(model_dir)
     layer_name, _ = feature_layer(model)
@@ -335,17 +329,8 @@ def explain_files(
         "max_boxes_explained": MAX_BOXES,
         "images": answers,
     }
-    write_json_atomic(out_dir / "explanations.json", result, indent=2)
+    write_json_atomic(out_dir / explain.RESULTS, result, indent=2)
     return result
-
-
-def _png_names(images: list[Path]) -> list[str]:
-    """``<stem>.png`` per image; a stem met again gets ``_2``, ``_3``…"""
-    names, seen = [], {}
-    for path in images:
-        seen[path.stem] = seen.get(path.stem, 0) + 1
-        names.append(f"{path.stem}.png" if seen[path.stem] == 1 else f"{path.stem}_{seen[path.stem]}.png")
-    return names
 
 
 def _draw(image: np.ndarray, detections: list[dict], path: Path, title: str) -> Path:

@@ -34,6 +34,29 @@ class Example:
         return self.truth == self.predicted
 
 
+RESULTS = "explanations.json"
+
+
+def output_paths(inputs: list[Path], out_dir: Path, force: bool = False) -> list[Path]:
+    """``OUT/<stem>_explain.png`` per input (never the input's own name, so explaining into
+    the inputs' folder cannot replace one). Two inputs with one stem, or an existing output
+    (or ``explanations.json``) without ``force``, are a user error raised before any work."""
+    from insectml.errors import ConfigError, InputFileError
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputFileError(out_dir, "exists and is not a folder")
+    outputs = [out_dir / f"{Path(p).stem}_explain.png" for p in inputs]
+    seen: dict[Path, Path] = {}
+    for path, out in zip(inputs, outputs, strict=True):
+        if out in seen:
+            raise ConfigError(f"{path} and {seen[out]} would both be explained in {out.name}: rename one")
+        seen[out] = Path(path)
+    for out in [*outputs, out_dir / RESULTS]:
+        if out.exists() and not force:
+            raise InputFileError(out, "exists; give --force to overwrite it")
+    return outputs
+
+
 def normalise_heat(heat: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] (a constant map becomes zeros)."""
     heat = np.nan_to_num(np.asarray(heat, dtype=np.float64))

@@ -278,7 +278,7 @@ def _recognised(emb: np.ndarray, rows: list[dict], gallery, label: str) -> int |
     return min(candidates, key=lambda i: (rows[i]["subset"] != "query", -float(sims[i, target]), i))
 
 
-RESULTS = "explanations.json"
+RESULTS = explain.RESULTS
 
 
 def explain_images(
@@ -289,20 +289,12 @@ def explain_images(
     cosine drawn over the image (``<stem>_explain.png`` in ``out_dir``), all listed in
     ``explanations.json``. Every image is read and every output checked before anything is
     written; an existing output is kept unless ``force``."""
-    from insectml.errors import ConfigError, InputFileError
+    from insectml.errors import ConfigError
     from insectml.fewshot.data import load_tensor
     from insectml.fewshot.predict import FewshotPredictor
     from insectml.fileio import write_json_atomic
 
-    outputs = [out_dir / f"{Path(p).stem}_explain.png" for p in paths]
-    seen: dict[Path, Path] = {}
-    for path, out in zip(paths, outputs, strict=True):
-        if out in seen:
-            raise ConfigError(f"{path} and {seen[out]} would both be explained in {out.name}: rename one")
-        seen[out] = path
-    for out in [*outputs, out_dir / RESULTS]:
-        if out.exists() and not force:
-            raise InputFileError(out, "exists; give --force to overwrite it")
+    outputs = explain.output_paths(paths, out_dir, force)
     images = [_read_image(p) for p in paths]
     predictor = FewshotPredictor(model_dir, gallery_dir)
     layer = spatial_layer(predictor.model, predictor.size)

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from insectml.errors import ConfigError, InputFileError
-from insectml.explain import Example, class_grid, confused_pairs, normalise_heat, pair_grid, pick
+from insectml.errors import ConfigError
+from insectml.explain import RESULTS, Example, class_grid, confused_pairs, normalise_heat, output_paths, pair_grid, pick
 from insectml.fileio import open_atomic, write_json_atomic
 from insectml.report import Figure, Section
 
@@ -49,7 +49,6 @@ TOP_PAIRS = 3
 TOP_FEATURES = 15
 REPEATS = 3  # permutation repeats per input
 MAX_ROWS = 1000  # recordings permutation importance is computed on (a seeded sample)
-RESULTS = "explanations.json"
 
 
 def net_name(predictor: Predictor) -> str | None:
@@ -435,15 +434,7 @@ def explain_recordings(model_dir: Path, wavs: list[Path], out_dir: Path, force: 
             f"{model_dir}: a {name} model has no per-recording map (explained: {', '.join(NET_METHODS)}; the "
             "features model and the baseline have their permutation importance in their evaluation report)"
         )
-    outputs = [out_dir / f"{Path(wav).stem}_explain.png" for wav in wavs]
-    seen: dict[Path, Path] = {}
-    for wav, out in zip(wavs, outputs, strict=True):
-        if out in seen:
-            raise ConfigError(f"{wav} and {seen[out]} would both be explained in {out.name}: rename one")
-        seen[out] = wav
-    for out in [*outputs, out_dir / RESULTS]:
-        if out.exists() and not force:
-            raise InputFileError(out, "exists; give --force to overwrite it")
+    outputs = output_paths(wavs, out_dir, force)
     audios = [decode_recording(wav, predictor.frontend) for wav in wavs]
     answers = [predictor.predict_audio(audio) for audio in audios]  # calibrated, most likely first
     predicted = np.asarray([predictor.classes.index(next(iter(a))) for a in answers])
