@@ -25,24 +25,27 @@ include { chunks; inChunkOrder                     } from '../subworkflows/local
 
 workflow DETECTOR {
     take:
-    ch_input    // [ meta, data folder holding the Supervisely project and the species folders, weights (or []) ]
+    ch_input    // [ meta, data folder holding the Supervisely project and the species folders, weights (or []), labelled active-learning export (or []) ]
     chunk_size  // images per task of the validation checks
 
     main:
     ch_versions = Channel.empty()
-    data = ch_input.map { meta, data, weights -> data }.first()
-    weights = ch_input.map { meta, data, weights -> weights }.first()   // both stages start from them
+    data = ch_input.map { meta, data, weights, extra -> data }.first()
+    weights = ch_input.map { meta, data, weights, extra -> weights }.first()   // both stages start from them
+    // A labelled active-learning export: the gather merges its images into the train split.
+    ch_extra = ch_input.map { meta, data, weights, extra -> [ meta.id, extra ] }
 
     // Validation scattered: the labels listed, each chunk of `chunk_size` candidates
     // checked in its own task, the chunks gathered (reported, split) in chunk order.
-    DETECTOR_VALIDATE_LIST ( ch_input.map { meta, data, weights -> [ meta, data ] } )
+    DETECTOR_VALIDATE_LIST ( ch_input.map { meta, data, weights, extra -> [ meta, data ] } )
     ch_check = chunks(DETECTOR_VALIDATE_LIST.out.candidates, chunk_size, 1)
         .combine(data)
     DETECTOR_VALIDATE_CHECK ( ch_check )
     ch_gather = DETECTOR_VALIDATE_LIST.out.listing
         .map { meta, listing -> [ meta.id, meta, listing ] }
         .join(inChunkOrder(DETECTOR_VALIDATE_CHECK.out.checked))
-        .map { id, meta, listing, checked -> [ meta, listing, checked ] }
+        .join(ch_extra)
+        .map { id, meta, listing, checked, extra -> [ meta, listing, checked, extra ] }
     DETECTOR_VALIDATE ( ch_gather )
     ch_versions = ch_versions.mix(
         DETECTOR_VALIDATE_LIST.out.versions, DETECTOR_VALIDATE_CHECK.out.versions, DETECTOR_VALIDATE.out.versions)
@@ -79,9 +82,16 @@ workflow DETECTOR {
         DETECTOR_TRAIN_GENERIC.out.versions, DETECTOR_EVALUATE_GENERIC.out.versions,
         DETECTOR_PSEUDOLABEL.out.versions, DETECTOR_TRAIN_TARGET.out.versions, DETECTOR_EVALUATE_TARGET.out.versions)
 
+    // The family's model: the target-species detector, or the generic one when the target
+    // stage was skipped.
+    ch_best = DETECTOR_TRAIN_GENERIC.out.model.map { meta, model -> [ meta.id, [ meta, model ] ] }
+        .join(DETECTOR_TRAIN_TARGET.out.model.map { meta, model -> [ meta.id, [ meta, model ] ] }, remainder: true)
+        .map { id, generic, target -> target ?: generic }
+
     emit:
     generic  = DETECTOR_TRAIN_GENERIC.out.model
     target   = DETECTOR_TRAIN_TARGET.out.model
+    best     = ch_best                // [ meta, model ]: the target detector, else the generic one
     metrics  = DETECTOR_EVALUATE_GENERIC.out.metrics.mix(DETECTOR_EVALUATE_TARGET.out.metrics)
     pseudo   = DETECTOR_PSEUDOLABEL.out.pseudo
     archives = DETECTOR_PACKAGE.out.archive

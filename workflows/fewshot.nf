@@ -29,26 +29,29 @@ include { chunks; inChunkOrder   } from '../subworkflows/local/chunks/main'
 
 workflow FEWSHOT {
     take:
-    ch_input    // [ meta, labels CSV (or [] for class folders), data folder the image paths are relative to, weights (or []) ]
+    ch_input    // [ meta, labels CSV (or [] for class folders), data folder the image paths are relative to, weights (or []), labelled active-learning export (or []) ]
     sweep       // [:] or the plan of 'insectml sweep plan': [ task, metric, configs ]
     chunk_size  // images per task of the validation checks
     cv_folds    // auto, 0 or K folds of classes (ignored with a sweep, which selects on the val split)
 
     main:
     def sweeping = sweep as boolean
-    data = ch_input.map { meta, labels, data, weights -> data }.first()
-    weights = ch_input.map { meta, labels, data, weights -> weights }.first()
+    data = ch_input.map { meta, labels, data, weights, extra -> data }.first()
+    weights = ch_input.map { meta, labels, data, weights, extra -> weights }.first()
+    // A labelled active-learning export: the gather merges its rows into the training classes.
+    ch_extra = ch_input.map { meta, labels, data, weights, extra -> [ meta.id, extra ] }
 
     // Validation scattered: the labels listed, each chunk of `chunk_size` candidates
     // checked in its own task, the chunks gathered (reported, split) in chunk order.
-    FEWSHOT_VALIDATE_LIST ( ch_input.map { meta, labels, data, weights -> [ meta, labels, data ] } )
+    FEWSHOT_VALIDATE_LIST ( ch_input.map { meta, labels, data, weights, extra -> [ meta, labels, data ] } )
     ch_check = chunks(FEWSHOT_VALIDATE_LIST.out.candidates, chunk_size, 1)
         .combine(data)
     FEWSHOT_VALIDATE_CHECK ( ch_check )
     ch_gather = FEWSHOT_VALIDATE_LIST.out.listing
         .map { meta, listing -> [ meta.id, meta, listing ] }
         .join(inChunkOrder(FEWSHOT_VALIDATE_CHECK.out.checked))
-        .map { id, meta, listing, checked -> [ meta, listing, checked ] }
+        .join(ch_extra)
+        .map { id, meta, listing, checked, extra -> [ meta, listing, checked, extra ] }
     FEWSHOT_VALIDATE ( ch_gather )
 
     // The folds of classes: K from the plan (0 with a sweep, or when CV_PLAN says one split will do).
@@ -110,6 +113,7 @@ workflow FEWSHOT {
 
     emit:
     model    = ch_model
+    best     = ch_model.join(FEWSHOT_EVALUATE.out.gallery)  // [ meta, model, gallery ]: the one packaged
     folds    = CV_PLAN.out.folds
     metrics  = FEWSHOT_EVALUATE.out.metrics
     archive  = FEWSHOT_PACKAGE.out.archive

@@ -33,7 +33,7 @@ include { chunks; inChunkOrder      } from '../subworkflows/local/chunks/main'
 
 workflow WINGBEAT {
     take:
-    ch_input    // [ meta, labels.csv (or [] for the folder layout), data folder, weights (or []) ]
+    ch_input    // [ meta, labels.csv (or [] for the folder layout), data folder, weights (or []), labelled active-learning export (or []) ]
     models      // list of model names: features, cnn, gru, transformer (the baseline is always added)
     sweep       // [:] or the plan of 'insectml sweep plan': [ task, model, metric, configs ]
     chunk_size  // recordings per task of the checks and the features
@@ -42,13 +42,15 @@ workflow WINGBEAT {
     main:
     ch_versions = Channel.empty()
     def sweeping = sweep as boolean
-    ch_data = ch_input.map { meta, labels, data, weights -> [ meta.id, data ] }
+    ch_data = ch_input.map { meta, labels, data, weights, extra -> [ meta.id, data ] }
     // The weights the neural models start from; the other models read none, so that a new
     // weights file reruns only the nets' training.
-    ch_weights = ch_input.map { meta, labels, data, weights -> [ meta.id, weights ] }
+    ch_weights = ch_input.map { meta, labels, data, weights, extra -> [ meta.id, weights ] }
+    // A labelled active-learning export: the gather merges its rows into the train split.
+    ch_extra = ch_input.map { meta, labels, data, weights, extra -> [ meta.id, extra ] }
     def fromWeights = { model -> !(model in [ 'baseline', 'rocket', 'features' ]) }
 
-    WINGBEAT_VALIDATE_LIST ( ch_input.map { meta, labels, data, weights -> [ meta, labels, data ] } )
+    WINGBEAT_VALIDATE_LIST ( ch_input.map { meta, labels, data, weights, extra -> [ meta, labels, data ] } )
     ch_versions = ch_versions.mix(WINGBEAT_VALIDATE_LIST.out.versions)
 
     ch_check = chunks(WINGBEAT_VALIDATE_LIST.out.candidates, chunk_size, 1)
@@ -61,7 +63,8 @@ workflow WINGBEAT {
     ch_gather = WINGBEAT_VALIDATE_LIST.out.listing
         .map { meta, listing -> [ meta.id, meta, listing ] }
         .join(inChunkOrder(WINGBEAT_VALIDATE_CHECK.out.checked))
-        .map { id, meta, listing, checked -> [ meta, listing, checked ] }
+        .join(ch_extra)
+        .map { id, meta, listing, checked, extra -> [ meta, listing, checked, extra ] }
     WINGBEAT_VALIDATE ( ch_gather )
     ch_versions = ch_versions.mix(WINGBEAT_VALIDATE.out.versions)
 
@@ -159,6 +162,7 @@ workflow WINGBEAT {
     emit:
     manifest   = WINGBEAT_VALIDATE.out.manifest
     model      = ch_candidates
+    best       = ch_package           // [ meta, model ]: the chosen model, the one packaged
     folds      = CV_PLAN.out.folds
     metrics    = WINGBEAT_EVALUATE.out.metrics
     comparison = WINGBEAT_COMPARE.out.comparison

@@ -145,6 +145,8 @@ def collect(*, params: dict, seed: int, data: dict, started: str, source: dict |
         version = {"dvc_md5": None, "tracked": None}
     else:
         version = {k: source.get(k) for k in ("dvc_md5", "tracked", "path", "content_md5")}
+        if source.get("active_learning"):
+            version["active_learning"] = source["active_learning"]
     return {
         "insectml": insectml.__version__,
         "code": git_state(),
@@ -160,9 +162,37 @@ def collect(*, params: dict, seed: int, data: dict, started: str, source: dict |
 
 def describe_data(data: dict) -> str:
     """A lineage's data version in words: data.dvc's md5 when the data is what it pins, else
-    the content hash and the path, marked untracked (unknown for a record made before)."""
+    the content hash and the path, marked untracked (unknown for a record made before); and
+    the rows labelled in active-learning rounds merged into it."""
     if data.get("dvc_md5"):
-        return f"data.dvc md5 {data['dvc_md5']}"
-    if data.get("tracked") is False:
-        return f"untracked: content md5 {data.get('content_md5')} of {data.get('path')}"
-    return "unknown (not recorded)"
+        text = f"data.dvc md5 {data['dvc_md5']}"
+    elif data.get("tracked") is False:
+        text = f"untracked: content md5 {data.get('content_md5')} of {data.get('path')}"
+    else:
+        text = "unknown (not recorded)"
+    rounds = data.get("active_learning") or []
+    if rounds:
+        n = sum(r.get("n_rows", 0) for r in rounds)
+        text += f", plus {n} row(s) labelled in active-learning round(s) {', '.join(_round_names(rounds))}"
+    return text
+
+
+def active_learning_rounds(rows: Iterable[dict], export: str | Path) -> list[dict]:
+    """What a dataset records of the rows merged from the labelled active-learning export
+    ``export`` (each with a ``provenance`` of :func:`insectml.active.merge.read_labelled_export`):
+    one ``{"round", "strategy", "n_rows", "export"}`` per round and strategy, in round order.
+    The dataset's ``source`` carries it, so every model's lineage (:func:`collect`) does too."""
+    counts: dict[tuple, int] = {}
+    for row in rows:
+        key = (row["provenance"].get("al_round"), row["provenance"].get("al_strategy"))
+        counts[key] = counts.get(key, 0) + 1
+    order = sorted(counts, key=lambda k: (k[0] is None, k[0] or 0, k[1] or ""))
+    return [{"round": r, "strategy": s, "n_rows": counts[(r, s)], "export": str(export)} for r, s in order]
+
+
+def _round_names(rounds: list[dict]) -> list[str]:
+    return [
+        f"{r.get('round') if r.get('round') is not None else '?'}"
+        + (f" ({r['strategy']}, {r.get('n_rows')})" if r.get("strategy") else f" ({r.get('n_rows')})")
+        for r in rounds
+    ]

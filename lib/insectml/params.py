@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from insectml.errors import InputFileError, UserError
+from insectml.runparams import FAMILY_NAMES, GENERAL
 
 
 class ParamsError(UserError):
@@ -92,8 +93,32 @@ def validate_params(schema_path: Path, params_json: str) -> None:
                 problems.append(f"--{name}: {', '.join(bad) or 'empty'} not among {', '.join(spec['x-choices'])}")
     unknown = sorted(k for k in params if k not in props and not _nextflow_alias(k, props))
     problems += [f"--{k}: unknown parameter (see --help)" for k in unknown]
+    problems += _active_learning_problems(present)
     if problems:
         raise ParamsError(problems)
+
+
+def _active_learning_problems(present: dict) -> list[str]:
+    """What makes ``--al_round`` unable to run: no pool, no family to select for, or the
+    novelty strategy (distance to the few-shot gallery) for a family without a gallery."""
+    if present.get("al_round") is not True:
+        return []
+    task = present.get("task", GENERAL.default("task"))
+    running = [t.strip() for t in task.split(",") if t.strip() in FAMILY_NAMES] if isinstance(task, str) else []
+    problems = []
+    if not present.get("al_pool"):
+        problems.append(
+            "--al_round: needs --al_pool, the folder of unlabelled files (or prediction log) to select from"
+        )
+    if not running:
+        problems.append(f"--al_round: --task {task} trains no model family to select with")
+    without_gallery = [t for t in running if t != "fewshot"]
+    if present.get("al_strategy") == "novelty" and without_gallery:
+        problems.append(
+            f"--al_strategy novelty: scores distance to the few-shot gallery, which {', '.join(without_gallery)} "
+            "has none; use uncertainty, diversity or hybrid"
+        )
+    return problems
 
 
 def _weights_problem(value: str, schema_path: Path) -> str | None:

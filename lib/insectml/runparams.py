@@ -122,6 +122,56 @@ GENERAL = Group(
             format="file-path",
             exists=True,
         ),
+        # An active-learning round (subworkflows/local/active_round): 'insectml select' with
+        # the model each family run packages; --<family>_extra_labels brings the labels back.
+        param(
+            "al_round",
+            "boolean",
+            False,
+            "an active-learning round: after training, run each family's packaged model over al_pool, pick "
+            "al_budget samples worth labelling and write them, with the model's answers as pre-annotations, as a "
+            "Supervisely project to <outdir>/<family>/active/round_<al_round_number>/; the labelled export comes "
+            "back as --<family>_extra_labels",
+        ),
+        param(
+            "al_pool",
+            "string",
+            None,
+            "with al_round: a folder of unlabelled files (wingbeat: .wav; detector, fewshot: images) or the "
+            "prediction-log folder of a server started with --log-inputs",
+            format="directory-path",
+            exists=True,
+        ),
+        param(
+            "al_budget",
+            "integer",
+            50,
+            "with al_round: how many samples to select for labelling",
+            steps="select",
+            flag="--budget",
+            minimum=1,
+        ),
+        param(
+            "al_strategy",
+            "string",
+            "hybrid",
+            "with al_round: uncertainty (smallest margin between the two best classes), diversity (k-center on "
+            "the model's embeddings), novelty (farthest from the few-shot gallery: fewshot only), hybrid "
+            "(k-center among the 3 x al_budget most uncertain, for few-shot the most novel)",
+            steps="select",
+            flag="--strategy",
+            enum=["uncertainty", "diversity", "novelty", "hybrid"],
+        ),
+        param(
+            "al_round_number",
+            "integer",
+            1,
+            "with al_round: the labelling round, recorded in the project and, once merged, in the manifest, "
+            "dataset.json and the model card",
+            steps="select",
+            flag="--round",
+            minimum=1,
+        ),
     ),
     config="conf/params.config",
     note="Parameters every project has: run-wide settings, Slurm and GPUs.",

@@ -144,6 +144,26 @@ def weights_param(family: str, help: str, nullable: bool = False) -> Param:
     )
 
 
+def extra_labels_param(family: str, what: str) -> Param:
+    """``<family>_extra_labels``: a labelled Supervisely export of a project ``insectml
+    select`` wrote, merged by the family's ``validate`` step into the training side of the
+    manifest, with its provenance; staged by the pipeline (so not in ext.args). ``what``
+    says what the family does with a class the data lacks."""
+    return param(
+        f"{family}_extra_labels",
+        ("string", "null"),
+        None,
+        "a labelled Supervisely export of an active-learning project ('insectml select', --al_round) returned by "
+        "the labellers: its labelled items join the training split (never val or test), each manifest row "
+        f"keeping its round and strategy, recorded in dataset.json and the model card; {what}",
+        steps="validate",
+        flag="--extra-labels",
+        in_args=False,  # the module passes its staged input
+        format="directory-path",
+        exists=True,
+    )
+
+
 @dataclass(frozen=True)
 class Group:
     """A params group: one ``$defs`` entry of the schema and one params.config file."""

@@ -55,3 +55,28 @@ def test_help_lists_every_param(schema):
 def test_slurm_params_pass(schema, tmp_path):
     cluster = {"slurm_queue": "cpu", "slurm_account": "lab", "slurm_options": "--qos=high", "gpus": 2}
     validate_params(schema, json.dumps({**base(tmp_path), **cluster, "slurm_scratch": True}))
+
+
+def test_an_active_learning_round_with_a_pool_passes(schema, tmp_path):
+    validate_params(schema, json.dumps({**base(tmp_path), "al_round": True, "al_pool": str(tmp_path)}))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({}, "--al_round: needs --al_pool, the folder of unlabelled files (or prediction log) to select from"),
+        ({"al_pool": "/no/such/pool"}, "--al_pool: folder not found: /no/such/pool"),
+        ({"task": "pretrain", "al_pool": "."}, "--al_round: --task pretrain trains no model family to select with"),
+    ],
+)
+def test_an_active_learning_round_that_cannot_run_is_one_line(schema, tmp_path, change, message):
+    with pytest.raises(ParamsError) as info:
+        validate_params(schema, json.dumps({**base(tmp_path), "al_round": True, **change}))
+    assert str(info.value) == message
+
+
+def test_novelty_needs_the_fewshot_gallery(schema, tmp_path):
+    params = {**base(tmp_path), "al_round": True, "al_pool": str(tmp_path), "al_strategy": "novelty"}
+    with pytest.raises(ParamsError, match="^--al_strategy novelty: .* which wingbeat has none"):
+        validate_params(schema, json.dumps(params))
+    validate_params(schema, json.dumps({**params, "task": "fewshot", "fewshot_input": str(tmp_path)}))

@@ -212,3 +212,27 @@ def test_sweepable_params_are_the_training_steps():
     for name, params in sweepable.items():
         train = {p.name for p in FAMILIES[name].group.step("train")}
         assert set(params) - {"seed"} <= train and "seed" in params
+
+
+# --al_round's params read by 'insectml select' (the ACTIVE_SELECT process, conf/modules.config).
+SELECT = [p for p in GENERAL.params if "select" in p.steps]
+
+
+@pytest.mark.parametrize("p", SELECT, ids=lambda p: p.name)
+def test_select_reads_the_active_learning_params(p):
+    action = next(a for a in _subparser(PARSER, "select")._actions if p.flag in a.option_strings)
+    choices = list(action.choices) if action.choices is not None else None
+    assert (choices, action.type) == (p.choices, int if p.type == "integer" else None)
+
+
+def test_active_select_ext_args_pass_every_select_flag():
+    text = (ROOT / "conf" / "modules.config").read_text()
+    block = text[text.index("withName: 'ACTIVE_SELECT'") :].split("withName:", 2)[1]
+    passed = {name: flag for flag, name in ARG.findall(block)}
+    assert passed == {p.name: p.flag for p in SELECT}
+
+
+def test_the_strategies_are_the_librarys():
+    from insectml.active.strategies import STRATEGIES
+
+    assert GENERAL["al_strategy"].choices == list(STRATEGIES)

@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "marked 'unlabelled'. "
         "The same in three steps, so that checking the images can be spread over tasks: --list-only; then "
         "--check on each chunk of candidates.jsonl (cut it anywhere between lines); then --gather with every "
-        "checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run.",
+        "checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run. "
+        "--extra-labels EXPORT (with --gather, or in one run): the labelled images of an active-learning export "
+        "('insectml select', boxes corrected in Supervisely) join the train split, each row with its provenance.",
     )
     g = p.add_argument_group("in steps (scatter and gather)")
     mode = g.add_mutually_exclusive_group()
@@ -89,7 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="one class to accept, written as it is (repeat it)",
     )
-    add_step_params(p, P, "validate")
+    add_step_params(p, P, "validate", skip=("detector_extra_labels",))
+    add_param(p, P, "detector_extra_labels", type=existing_dir, metavar="EXPORT")
     add_param(p, GENERAL, "duplicates")
     add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
@@ -145,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="Grad-CAM map of every detected box in image files",
         description="Run a detector over image files and explain each box scoring at least --score (the 12 most "
         "confident per image) with Grad-CAM (captum LayerGradCam on the backbone's last feature layer; target: "
-        "the box's score). Writes OUT/<image stem>.png (one panel per box: the image, the box, its map) and "
+        "the box's score). Writes OUT/<image stem>_explain.png (one panel per box: the image, the box, its map) and "
         "OUT/explanations.json (per image: label, score, box and the share of the map inside the box). "
         "Existing outputs are replaced only with --force.",
     )
@@ -208,6 +211,8 @@ def _validate(args: argparse.Namespace) -> int:
         args.labels, settings["format"] = args.supervisely, "supervisely"
     if args.root is None and not args.gather:
         raise ConfigError("--root is required (unless --gather): the folder the manifest's paths are relative to")
+    if (args.check or args.list_only) and args.extra_labels is not None:
+        raise ConfigError("--extra-labels is merged by --gather (or a run in one step), not by --list-only or --check")
     classes = (class_name(c) for c in (*args.classes.split(","), *args.class_names))
     cfg = v.DetectorValidateConfig(
         # the gather opens no image: root is not read

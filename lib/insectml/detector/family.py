@@ -11,7 +11,7 @@ from pathlib import Path
 
 from insectml.detector.formats import FORMATS
 from insectml.detector.models import DETECTORS
-from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param, weights_param
+from insectml.spec import NAME_PATTERN, Family, Group, extra_labels_param, optimiser_params, param, weights_param
 
 PARAMS = Group(
     "detector",
@@ -97,6 +97,10 @@ PARAMS = Group(
             steps="validate",
             flag="--max-images",
             minimum=0,
+        ),
+        extra_labels_param(
+            "detector",
+            "a box of a class the data does not hold is refused (the file and the class named)",
         ),
         param(
             "detector_model",

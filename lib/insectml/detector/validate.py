@@ -15,6 +15,10 @@ scattered over tasks: :func:`list_candidates` reads the labels (candidates.jsonl
 listing.json); :func:`check_candidates` checks the images of a chunk of the candidates
 (checked.jsonl); :func:`gather` settles duplicates, reports every problem at once and
 splits. :func:`validate_detection` runs the three in one process.
+
+A labelled active-learning export (``extra_labels``: :func:`merge_extra_labels`) is merged
+by the gather after the split: its images join the train split, so val and test are the
+data's own.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from insectml.detector.formats import locate_labels, read_boxes
 from insectml.detector.supervisely_io import ImageRecord, read_species_folders
 from insectml.errors import InputFileError, ValidationFailed
 from insectml.fileio import write_json_atomic
-from insectml.lineage import data_source
+from insectml.lineage import active_learning_rounds, data_source
 from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,7 @@ class DetectorValidateConfig:
     max_images: int = P.default(
         "detector_max_images"
     )  # keep at most N box-labelled and N species images, seeded (0 = all)
+    extra_labels: Path | None = None  # a labelled active-learning export: its rows join train (gather step)
 
 
 def fix_boxes(record: ImageRecord, size: tuple[int, int], policy: str) -> tuple[list[str], list[str]]:
@@ -245,9 +250,16 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: DetectorValidateCon
     )
     problems += dup_problems
     warnings += dup_warnings
+    extra, extra_report = [], None
+    if cfg.extra_labels is not None:
+        extra, extra_problems, extra_warnings, extra_report = merge_extra_labels(cfg, classes, kept, hashes)
+        problems += extra_problems
+        warnings += extra_warnings
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     report_path = cfg.out_dir / "validation_report.json"
     report = {"images": listing["images"], "accepted": len(kept), "problems": problems, "warnings": warnings}
+    if extra_report is not None:
+        report["extra_labels"] = extra_report
     write_json_atomic(report_path, report)
     for line in warnings[:5]:
         log.warning("%s", line)
@@ -278,6 +290,7 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: DetectorValidateCon
             row["split"] = split
     for row in rows:
         row.setdefault("split", "unlabelled")
+    rows += extra
     write_manifest(rows, cfg.out_dir / "manifest.jsonl")
     dataset = {
         "family": "detector",
@@ -297,10 +310,72 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: DetectorValidateCon
             "near_duplicate_bits": cfg.near_duplicate_bits,
             **dup_summary,
         },
-        "source": data_source(cfg.root, ((r["path"], r["md5"]) for r in rows)),
+        "source": data_source(cfg.root, ((r["path"], r["md5"]) for r in rows if "provenance" not in r)),
     }
+    if cfg.extra_labels is not None:
+        dataset["active_learning"] = active_learning_rounds(extra, Path(cfg.extra_labels).resolve())
+        dataset["source"]["active_learning"] = dataset["active_learning"]  # so every model's lineage has it
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     return dataset
+
+
+def merge_extra_labels(
+    cfg: DetectorValidateConfig, classes: list[str], kept: list[ImageRecord], hashes: dict
+) -> tuple[list[dict], list[str], list[str], dict]:
+    """The labelled images of the active-learning export ``cfg.extra_labels``
+    (:func:`insectml.active.merge.read_labelled_export`; an image left with no box is a
+    negative) as manifest rows of the train split, each image and box checked like the
+    data's (``cfg.box_policy``), its ``provenance`` kept and its path absolute (it lies
+    outside the data folder).
+
+    Returns (rows, problems, warnings, a summary for the report). A problem: an image that
+    fails the checks or disagrees with its annotation's size, a box of a class outside
+    ``classes`` (the data's; the file and the class named). An image that is a duplicate
+    or near-duplicate (dHash within ``cfg.near_duplicate_bits``) of a data image (``kept``,
+    ``hashes``: path → dHash) is left out with a warning: the data's split keeps it, so
+    no copy of a val or test image reaches training."""
+    from insectml.active.merge import read_labelled_export
+
+    export = Path(cfg.extra_labels).resolve()
+    labelled = read_labelled_export(export, "detector", allow_new_classes=True)
+    known = set(classes)
+    checked, problems, warnings = [], [], []
+    for item in labelled:
+        path = export / item["path"]
+        unknown = sorted({name for name in item["labels"] if name not in known})
+        if unknown:
+            problems.append(f"{path}: class(es) {', '.join(unknown)} not in the data (classes: {', '.join(classes)})")
+            continue
+        size, hashed, problem = check_image(path, str(path))
+        if not problem and (item["width"], item["height"]) != tuple(size):
+            problem = f"{path}: annotation says {item['width']}x{item['height']}, image is {size[0]}x{size[1]}"
+        if problem:
+            problems.append(problem)
+            continue
+        record = ImageRecord(path=str(path), group=item["group"], boxes=item["boxes"], labels=item["labels"])
+        box_problems, box_warnings = fix_boxes(record, size, cfg.box_policy)
+        problems += box_problems
+        warnings += box_warnings
+        checked.append(({**item, "path": str(path), "boxes": record.boxes, "labels": record.labels}, hashed))
+    twins = _twins_in_data([h for _, h in checked], [hashes[r.path] for r in kept], cfg.near_duplicate_bits)
+    rows = []
+    for (row, _), twin in zip(checked, twins, strict=True):
+        if twin is not None:
+            warnings.append(f"{row['path']}: duplicate of {kept[twin].path} of the data; left out (its split keeps it)")
+            continue
+        rows.append({**row, "split": "train"})
+    summary = {"export": str(export), "merged": len(rows), "skipped": labelled.skipped}
+    return rows, problems, warnings, summary
+
+
+def _twins_in_data(extra: list[int], data: list[int], bits: int) -> list[int | None]:
+    """For each of the ``extra`` dHashes, the index of a ``data`` dHash within ``bits``, or None."""
+    pairs = near_pairs([*data, *extra], bits)
+    twin: list[int | None] = [None] * len(extra)
+    for i, j, _ in pairs.tolist():
+        if i < len(data) <= j and twin[j - len(data)] is None:
+            twin[j - len(data)] = i
+    return twin
 
 
 def find_duplicates(

@@ -35,7 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "novel classes' images into support and query. "
         "The same in three steps, so that checking the images can be spread over tasks: --list-only; then "
         "--check on each chunk of candidates.jsonl (cut it anywhere between lines); then --gather with every "
-        "checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run.",
+        "checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run. "
+        "--extra-labels EXPORT (with --gather, or in one run): the labelled items of an active-learning export "
+        "('insectml select', labelled in Supervisely) join the training classes (a new class too), each row with "
+        "its provenance.",
     )
     g = p.add_argument_group("in steps (scatter and gather)")
     mode = g.add_mutually_exclusive_group()
@@ -66,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--images", type=existing_dir, help="<class>/<image> folders")
     p.add_argument("--labels", type=Path, help="CSV with columns path,label (paths relative to --root)")
-    add_step_params(p, P, "validate")
+    add_step_params(p, P, "validate", skip=("fewshot_extra_labels",))
+    add_param(p, P, "fewshot_extra_labels", type=existing_dir, metavar="EXPORT")
     add_param(p, GENERAL, "duplicates")
     add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
@@ -186,6 +190,8 @@ def _validate(args: argparse.Namespace) -> int:
 
     if args.root is None and not args.gather:
         raise ConfigError("--root is required (unless --gather): the folder the manifest's paths are relative to")
+    if (args.check or args.list_only) and args.extra_labels is not None:
+        raise ConfigError("--extra-labels is merged by --gather (or a run in one step), not by --list-only or --check")
     cfg = v.FewshotValidateConfig(
         # the gather opens no image: root is not read
         root=args.root or args.out,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from insectml.fewshot.names import LOSSES, MINERS
-from insectml.spec import NAME_PATTERN, Family, Group, optimiser_params, param, weights_param
+from insectml.spec import NAME_PATTERN, Family, Group, extra_labels_param, optimiser_params, param, weights_param
 
 PARAMS = Group(
     "fewshot",
@@ -82,6 +82,11 @@ PARAMS = Group(
             steps="validate",
             flag="--near-duplicate-bits",
             minimum=0,
+        ),
+        extra_labels_param(
+            "fewshot",
+            "a class the data does not hold joins the training classes; an item of a class held out for "
+            "validation or test is left out (a warning), so those classes stay unseen in training",
         ),
         param(
             "fewshot_backbone",

@@ -12,7 +12,11 @@ Three steps, so that decoding every image can be scattered over tasks:
 :func:`list_candidates` reads the folders or the CSV (candidates.jsonl, listing.json);
 :func:`check_candidates` checks the images of a chunk of them (checked.jsonl);
 :func:`gather` settles conflicts and duplicates, reports every problem at once and
-splits. :func:`validate_fewshot` runs the three in one process."""
+splits. :func:`validate_fewshot` runs the three in one process.
+
+A labelled active-learning export (``extra_labels``: :func:`check_extra_labels`) is merged
+by the gather after the classes are split: its rows join the training classes (a class the
+data lacks becomes one), never a held-out class."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from insectml.data.manifest import content_version, file_digest, iter_manifest, 
 from insectml.errors import ConfigError, InputFileError, ValidationFailed
 from insectml.fewshot.family import PARAMS as P
 from insectml.fileio import write_json_atomic
-from insectml.lineage import data_source
+from insectml.lineage import active_learning_rounds, data_source
 from insectml.runparams import GENERAL
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ class FewshotValidateConfig:
     seed: int = GENERAL.default("seed")
     near_duplicate_bits: int = P.default("fewshot_near_duplicate_bits")  # dHash distance of near-duplicates
     duplicates: str = GENERAL.default("duplicates")  # group | drop | error
+    extra_labels: Path | None = None  # a labelled active-learning export: its rows join train (gather step)
 
 
 def _read(cfg: FewshotValidateConfig) -> tuple[list[dict], list[str]]:
@@ -232,7 +237,14 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConf
     classes = sorted(counts)
     if len(classes) < 10 and not problems:
         problems.append(f"only {len(classes)} classes; a class-disjoint split needs at least 10")
+    extra, extra_report = [], None
+    if cfg.extra_labels is not None:
+        extra, extra_problems, extra_warnings, extra_report = check_extra_labels(cfg.extra_labels, rows)
+        problems += extra_problems
+        warnings += extra_warnings
     report = {"rows": len(rows), "classes": len(classes), "problems": problems, "warnings": warnings}
+    if extra_report is not None:
+        report["extra_labels"] = extra_report
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(cfg.out_dir / "validation_report.json", report)
     for line in warnings[:5]:
@@ -267,6 +279,17 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConf
             row["split"] = role[c]
             row["subset"] = "train" if role[c] == "train" else ("support" if support else "query")
             out.append(row)
+    if cfg.extra_labels is not None:
+        extra, held_out = _training_side(extra, role)
+        out += extra
+        if held_out:
+            report["warnings"] += held_out
+            report["extra_labels"].update(merged=len(extra), held_out_classes=len(held_out))
+            write_json_atomic(cfg.out_dir / "validation_report.json", report)
+            log.warning("%d active-learning row(s) of held-out classes left out: %s", len(held_out), held_out[0])
+        new_classes = sorted({r["label"] for r in extra} - set(classes))
+        role.update(dict.fromkeys(new_classes, "train"))
+        classes = sorted([*classes, *new_classes])
     write_manifest(out, cfg.out_dir / "manifest.jsonl")
     split_classes = {s: sorted(c for c in classes if role[c] == s) for s in ("train", "val", "test")}
     dataset = {
@@ -290,11 +313,81 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: FewshotValidateConf
             "groups_merged": merged,
             "duplicates_dropped": len(dropped),
         },
-        "source": data_source(listing.get("root", str(cfg.root)), ((r["path"], r["md5"]) for r in out)),
+        "source": data_source(
+            listing.get("root", str(cfg.root)), ((r["path"], r["md5"]) for r in out if "provenance" not in r)
+        ),
     }
+    if cfg.extra_labels is not None:
+        dataset["active_learning"] = active_learning_rounds(extra, Path(cfg.extra_labels).resolve())
+        dataset["source"]["active_learning"] = dataset["active_learning"]  # so every model's lineage has it
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     log.info("%d images, %d classes: %s", len(out), len(classes), dataset["classes_per_split"])
     return dataset
+
+
+def check_extra_labels(export: Path, rows: list[dict]) -> tuple[list[dict], list[str], list[str], dict]:
+    """The labelled items of the active-learning export ``export``
+    (:func:`insectml.active.merge.read_labelled_export`; a class the data lacks is accepted:
+    a new class) as manifest rows of the train split, each image checked like the data's,
+    its ``provenance`` kept and its path absolute (it lies outside the data folder).
+
+    Returns (rows, problems, warnings, a summary for the report). A problem: an image that
+    fails the checks, the same bytes as a data image of another class. An image identical
+    to one of the data (``rows``) is left out with a warning: the data's own split keeps it.
+    Which rows may join training (not those of held-out classes) is
+    :func:`_training_side`'s, once the classes are split."""
+    from insectml.active.merge import read_labelled_export
+
+    export = Path(export).resolve()
+    labelled = read_labelled_export(export, "fewshot")
+    in_data = {r["md5"]: r for r in rows if "md5" in r}
+    out, problems, warnings = [], [], []
+    for item in labelled:
+        path = export / item["path"]
+        _size, _hashed, problem = check_image(path, str(path))
+        if problem:
+            problems.append(problem)
+            continue
+        twin = in_data.get(item["md5"])
+        if twin is not None:
+            if twin["label"] != item["label"]:
+                problems.append(f"{path}: same bytes as {twin['path']} of class '{twin['label']}' (label conflict)")
+            else:
+                warnings.append(
+                    f"{path}: identical to {twin['path']} of the data; left out (the data's split keeps it)"
+                )
+            continue
+        out.append(
+            {
+                "id": item["id"],
+                "path": str(path),
+                "label": item["label"],
+                "md5": item["md5"],
+                "group": item["group"],
+                "split": "train",
+                "subset": "train",
+                "provenance": item["provenance"],
+            }
+        )
+    summary = {"export": str(export), "merged": len(out), "skipped": labelled.skipped}
+    summary["new_classes"] = sorted({r["label"] for r in out} - {r["label"] for r in rows})
+    return out, problems, warnings, summary
+
+
+def _training_side(extra: list[dict], role: dict[str, str]) -> tuple[list[dict], list[str]]:
+    """The active-learning rows that may join training: those of a training class or of a
+    class the data lacks; a row of a class held out for validation or test is left out (a
+    warning each), so those classes stay unseen in training. Returns (rows, warnings)."""
+    kept, warnings = [], []
+    for row in extra:
+        held = role.get(row["label"], "train")
+        if held != "train":
+            warnings.append(
+                f"{row['path']}: class '{row['label']}' is held out for {held}; left out, so it stays unseen in training"
+            )
+            continue
+        kept.append(row)
+    return kept, warnings
 
 
 def support_query(members: list[dict], n_support: int, rng: np.random.Generator) -> list[tuple[dict, bool]]:

@@ -71,6 +71,24 @@ def _selection_md(selection: dict) -> str:
     return "\n".join(lines)
 
 
+def _active_learning_md(rounds: list[dict]) -> str:
+    """The active-learning rounds merged into the training data, as markdown."""
+    if not rounds:
+        return "None: every training label came with the data."
+    lines = [
+        "Rows labelled in these rounds (samples `insectml select` picked from unlabelled data, labelled in "
+        "Supervisely) joined the training split only; val and test are the data's own.",
+        "",
+        "| round | strategy | rows | export |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.get('round', '—')} | {r.get('strategy') or '—'} | {r.get('n_rows')} | `{r.get('export')}` |"
+        for r in rounds
+    ]
+    return "\n".join(lines)
+
+
 def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous: str | None, out: Path) -> list[Path]:
     """Write ``model_card.json`` and ``model_card.md`` into ``out``; return them."""
     out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +111,7 @@ def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous
         "verdict_sentence": verdict_text(c.verdict),
         "below_baseline_allowed": gate.below_baseline_allowed,
         "selection": c.selection,
+        "active_learning": data.get("active_learning") or [],
         "code": code,
         "data": data,
         "params": c.lineage.get("params"),
@@ -125,6 +144,10 @@ def write_card(c: Candidate, name: str, version: str, gate: GateResult, previous
 ## How the model was chosen
 
 {_selection_md(c.selection)}
+
+## Active learning
+
+{_active_learning_md(card["active_learning"])}
 
 ## Intended use
 

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(exit 2) or write manifest.jsonl, dataset.json and validation_report.json. "
         "The same in three steps, so that decoding the recordings can be spread over tasks: --list-only; "
         "then --check on each chunk of candidates.jsonl (cut it anywhere between lines); then --gather with "
-        "every checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run.",
+        "every checked.jsonl. Give the steps the same settings; the result is byte for byte that of one run. "
+        "--extra-labels EXPORT (with --gather, or in one run): the labelled items of an active-learning export "
+        "('insectml select', labelled in Supervisely) join the train split, each row with its provenance.",
     )
     g = p.add_argument_group("in steps (scatter and gather)")
     mode = g.add_mutually_exclusive_group()
@@ -64,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="file with one species per line; others are 'unknown' "
         "(default: classes.txt in the data folder if present, else every species in the CSV)",
     )
-    add_step_params(p, P, "validate", skip=("wingbeat_layout",))
+    add_step_params(p, P, "validate", skip=("wingbeat_layout", "wingbeat_extra_labels"))
+    add_param(p, P, "wingbeat_extra_labels", type=existing_dir, metavar="EXPORT")
     add_param(p, GENERAL, "duplicates")
     add_param(p, GENERAL, "seed")
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
@@ -229,6 +232,8 @@ def _validate(args: argparse.Namespace) -> int:
         "duplicates": args.duplicates,
         **step_settings(args, P, "validate", skip=("wingbeat_layout",)),
     }
+    if (args.check or args.list_only) and args.extra_labels is not None:
+        raise ConfigError("--extra-labels is merged by --gather (or a run in one step), not by --list-only or --check")
     if args.check:
         if args.data is None:
             raise ConfigError("--check needs --data, the folder the candidates' paths are relative to")

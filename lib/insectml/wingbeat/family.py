@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from insectml.spec import NAME_PATTERN, Demo, Family, Group, optimiser_params, param, weights_param
+from insectml.spec import NAME_PATTERN, Demo, Family, Group, extra_labels_param, optimiser_params, param, weights_param
 from insectml.wingbeat.models import CLASSICAL_MODELS
 
 # The models trained side by side; `insectml wingbeat train --model` builds each by name.
@@ -115,6 +115,10 @@ PARAMS = Group(
             steps="validate",
             flag="--max-per-class",
             minimum=0,
+        ),
+        extra_labels_param(
+            "wingbeat",
+            "a species the data does not hold is refused (the file and the species named)",
         ),
         param(
             "wingbeat_n_mels",

@@ -10,10 +10,15 @@ scattered over tasks: :func:`list_candidates` reads the labels and checks the ro
 chunk of the candidates (checked.jsonl); :func:`gather` reads every checked chunk,
 settles duplicates, reports every problem at once and splits. :func:`validate_and_split`
 runs the three in one process.
+
+A labelled active-learning export (``extra_labels``: :func:`merge_extra_labels`) is merged
+by the gather: its rows join the train split after the data is split, so val and test are
+the data's own whatever the export holds.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from collections import defaultdict
@@ -35,7 +40,7 @@ from insectml.data.manifest import (
 from insectml.data.split import grouped_split
 from insectml.errors import InputFileError, ValidationFailed
 from insectml.fileio import write_json_atomic
-from insectml.lineage import data_source
+from insectml.lineage import active_learning_rounds, data_source
 from insectml.runparams import GENERAL
 from insectml.wingbeat.audio import decode_wav
 from insectml.wingbeat.family import PARAMS as P
@@ -59,6 +64,7 @@ class ValidateConfig:
     max_per_class: int = P.default("wingbeat_max_per_class")  # 0 = keep all
     resample: bool = P.default("wingbeat_resample")
     min_seconds: float = P.default("wingbeat_min_seconds")  # carried into the model, which refuses shorter input
+    extra_labels: Path | None = None  # a labelled active-learning export: its rows join train (gather step)
 
 
 # The settings that the list step uses and the gather step records in dataset.json: both
@@ -206,6 +212,11 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
     keep, dup_problems, warnings, dup_summary = _duplicates(samples, cfg.duplicates)
     problems += dup_problems
     samples = {k: [v for v, kept in zip(values, keep, strict=True) if kept] for k, values in samples.items()}
+    extra, extra_report = [], None
+    if cfg.extra_labels is not None:
+        extra, extra_problems, extra_warnings, extra_report = merge_extra_labels(cfg, samples, listing["classes"])
+        problems += extra_problems
+        warnings += extra_warnings
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     report_path = cfg.out_dir / "validation_report.json"
@@ -216,6 +227,8 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
         "problems": problems,
         "warnings": warnings,
     }
+    if extra_report is not None:
+        report["extra_labels"] = extra_report
     write_json_atomic(report_path, report)
     if problems:
         for problem in problems:
@@ -223,12 +236,15 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
         raise ValidationFailed(source, problems, report=report_path.name)
 
     samples["split"] = grouped_split(samples["label"], samples["group"], cfg.val_fraction, cfg.test_fraction, cfg.seed)
-    present = set(samples["label"])
+    present = set(samples["label"]) | {row["label"] for row in extra}
     known = listing["classes"]
     classes = [c for c in known if c in present] if known is not None else sorted(present)
     manifest = cfg.out_dir / "manifest.jsonl"
     write_manifest(
-        (dict(zip(samples, values, strict=True)) for values in zip(*samples.values(), strict=True)), manifest
+        itertools.chain(
+            (dict(zip(samples, values, strict=True)) for values in zip(*samples.values(), strict=True)), extra
+        ),
+        manifest,
     )
     dataset = {
         "family": "wingbeat",
@@ -256,8 +272,68 @@ def gather(listing_path: Path, checked: Sequence[Path], cfg: ValidateConfig) -> 
     dataset["source"] = data_source(
         listing.get("root", str(cfg.data_dir)), zip(samples["path"], samples["md5"], strict=True)
     )
+    if cfg.extra_labels is not None:
+        dataset["active_learning"] = active_learning_rounds(extra, Path(cfg.extra_labels).resolve())
+        dataset["source"]["active_learning"] = dataset["active_learning"]  # so every model's lineage has it
     write_json_atomic(cfg.out_dir / "dataset.json", dataset)
     return dataset
+
+
+def merge_extra_labels(
+    cfg: ValidateConfig, samples: dict[str, list], known: list[str] | None
+) -> tuple[list[dict], list[str], list[str], dict]:
+    """The labelled items of the active-learning export ``cfg.extra_labels``
+    (:func:`insectml.active.merge.read_labelled_export`) as manifest rows of the train split,
+    each recording decoded with the data's checks and its ``provenance`` (round, strategy,
+    sha256, source) kept; their paths are absolute, since they lie outside the data folder.
+
+    Returns (rows, problems, warnings, a summary for the report). A problem: a recording
+    that fails the checks, a species neither in the data nor in ``known`` (the file and the
+    species named), the same bytes as a data recording of another species. A recording
+    identical to one of the data (``samples``) is left out with a warning: the data's own
+    split keeps it (test stays untouched)."""
+    from insectml.active.merge import read_labelled_export
+
+    export = Path(cfg.extra_labels).resolve()
+    labelled = read_labelled_export(export, "wingbeat", allow_new_classes=True)
+    species = set(samples["label"]) | set(known or ())
+    in_data = dict(zip(samples["md5"], zip(samples["path"], samples["label"], strict=True), strict=True))
+    rows, problems, warnings = [], [], []
+    for item in labelled:
+        path = export / item["path"]
+        if item["label"] not in species:
+            problems.append(
+                f"{path}: species '{item['label']}' is not in the data (species: {', '.join(sorted(species))})"
+            )
+            continue
+        try:
+            audio = decode_wav(
+                path, cfg.sample_rate, name=str(path), resample=cfg.resample, min_seconds=cfg.min_seconds
+            )
+        except InputFileError as exc:
+            problems.append(str(exc))
+            continue
+        if item["md5"] in in_data:
+            twin, twin_label = in_data[item["md5"]]
+            if twin_label != item["label"]:
+                problems.append(f"{path}: identical content to {twin} of species '{twin_label}' (label conflict)")
+            else:
+                warnings.append(f"{path}: identical to {twin} of the data; left out (the data's split keeps it)")
+            continue
+        rows.append(
+            {
+                "id": item["id"],
+                "path": str(path),
+                "label": item["label"],
+                "group": item["group"],
+                "md5": item["md5"],
+                "duration_s": round(len(audio) / cfg.sample_rate, 4),
+                "split": "train",
+                "provenance": item["provenance"],
+            }
+        )
+    summary = {"export": str(export), "merged": len(rows), "skipped": labelled.skipped}
+    return rows, problems, warnings, summary
 
 
 def _duplicates(samples: dict[str, list], policy: str) -> tuple[list[bool], list[str], list[str], dict[str, int]]:

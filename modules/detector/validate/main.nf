@@ -3,7 +3,8 @@ process DETECTOR_VALIDATE {
     label 'process_single'
 
     input:
-    tuple val(meta), path(listing), path(checked, stageAs: 'checked_*.jsonl')
+    // extra_labels: a labelled active-learning export (its rows join train), else []
+    tuple val(meta), path(listing), path(checked, stageAs: 'checked_*.jsonl'), path(extra_labels, stageAs: 'extra_labels')
 
     output:
     tuple val(meta), path('manifest.jsonl'), path('dataset.json'), emit: manifest
@@ -15,12 +16,14 @@ process DETECTOR_VALIDATE {
 
     script:
     def args = task.ext.args ?: ''
+    def extra = extra_labels ? "--extra-labels ${extra_labels}" : ''
     """
     insectml detector validate \\
         --gather ${checked} \\
         --listing ${listing} \\
         --seed ${meta.seed} \\
         --out . \\
+        ${extra} \\
         ${args}
     insectml versions --process ${task.process} > versions.yml
     """

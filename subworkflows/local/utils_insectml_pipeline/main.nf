@@ -48,9 +48,10 @@ def sweepPlan(List tasks, String schema = "${projectDir}/nextflow_schema.json") 
     return sweep
 }
 
-// The input channel of a family's workflow: one item, [ meta, inputs…, weights ]. Every
-// file a task reads is staged (labels CSV, data folder, weights), so that tasks find it
-// from their work dirs and -resume sees it change; [] stands for an unset one.
+// The input channel of a family's workflow: one item, [ meta, inputs…, weights, extra labels ]
+// (pretrain: [ meta, images, weights ]). Every file a task reads is
+// staged (labels CSV, data folder, weights, a labelled active-learning export), so that
+// tasks find it from their work dirs and -resume sees it change; [] stands for an unset one.
 def familyInput(String family) {
     def meta = [ id: family, family: family, seed: params.seed ]
     def weights = weightsInput("${family}_weights")
@@ -58,14 +59,27 @@ def familyInput(String family) {
         // The folders layout (<species>/<...>/<file>.wav) has no labels CSV.
         def labels = params.wingbeat_layout == 'folders' ? []
             : file(params.wingbeat_labels ?: "${params.wingbeat_input}/labels.csv", checkIfExists: true)
-        return Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true), weights ])
+        return Channel.of([ meta, labels, file(params.wingbeat_input, checkIfExists: true), weights, extraLabelsInput(family) ])
     }
     if (family == 'fewshot') {
         // Without a labels CSV the images are read from <class>/<image> folders.
         def labels = params.fewshot_labels ? file(params.fewshot_labels, checkIfExists: true) : []
-        return Channel.of([ meta, labels, file(params.fewshot_input, checkIfExists: true), weights ])
+        return Channel.of([ meta, labels, file(params.fewshot_input, checkIfExists: true), weights, extraLabelsInput(family) ])
+    }
+    if (family == 'detector') {
+        return Channel.of([ meta, file(params.detector_input, checkIfExists: true), weights, extraLabelsInput(family) ])
     }
     return Channel.of([ meta, file(params["${family}_input".toString()], checkIfExists: true), weights ])
+}
+
+// --<family>_extra_labels: the labelled Supervisely export of an active-learning round, as
+// the validate task's input ([] when unset), a folder relative to the launch folder.
+// Nextflow hashes a staged folder by its own path, size and time: a fresh export (downloaded
+// and unpacked) is a new folder; one edited in place needs a run without -resume, or
+// `touch` of the folder.
+def extraLabelsInput(String family) {
+    def value = params["${family}_extra_labels".toString()]?.toString()?.trim()
+    return value ? file(value, checkIfExists: true, type: 'dir') : []
 }
 
 // The file or folder a --<param> weights value names, as a task input ([] when unset): a
