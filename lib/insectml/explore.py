@@ -797,8 +797,7 @@ def _fewshot_predictions(results: Results, model: str, root: Path, rows: list[di
 
     from insectml.fewshot.data import ImageSet, normalisation
     from insectml.fewshot.embed import embed, load_embedder
-    from insectml.fewshot.evaluate import prototype_classification
-    from insectml.fewshot.gallery import probabilities
+    from insectml.fewshot.gallery import probabilities, prototype_classification
 
     net, config = load_embedder(results.models[model])
     images = ImageSet(rows, root, [], config["image_size"], False, **normalisation(config))

@@ -16,54 +16,20 @@ import torch
 
 from insectml.data.manifest import read_json, read_manifest
 from insectml.detector.data import DetectionSet
-from insectml.detector.metrics import map_bootstrap_ci, mean_average_precision, pr_curves, predict
-from insectml.detector.models import create_detector
+from insectml.detector.metrics import (  # noqa: F401 (match_detections: part of this module's API)
+    CONFUSION_IOU,
+    CONFUSION_SCORE,
+    map_bootstrap_ci,
+    match_detections,
+    mean_average_precision,
+    pr_curves,
+    predict,
+)
+from insectml.detector.models import load_detector  # noqa: F401 (re-exported)
 from insectml.errors import ConfigError, InputFileError
 from insectml.fileio import open_atomic, write_json_atomic
 
-CONFUSION_IOU = 0.5  # a detection is taken for the truth box it overlaps this much
-CONFUSION_SCORE = 0.5  # detections below this score are left out of the confusion matrix and the grid
 GRID_IMAGES = 12  # images in the prediction grid
-
-
-def load_detector(model_dir: Path):
-    for name in ("config.json", "labels.json", "weights.pt"):
-        if not (model_dir / name).is_file():
-            raise InputFileError(model_dir / name, "missing from the model directory")
-    config = json.loads((model_dir / "config.json").read_text())
-    classes = json.loads((model_dir / "labels.json").read_text())
-    model = create_detector(
-        config["model"], len(classes), config.get("image_size", 320), mean=config.get("mean"), std=config.get("std")
-    )
-    model.load_state_dict(torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True))
-    return model.eval(), classes, config
-
-
-def match_detections(
-    pred: dict, target: dict, iou: float = CONFUSION_IOU, score: float = CONFUSION_SCORE
-) -> tuple[list[tuple[int, int | None]], list[int]]:
-    """Greedy matching of one image's detections scoring at least ``score``, best first,
-    each to the unmatched truth box it overlaps most if that IoU reaches ``iou``: the
-    (detection, truth box or None) pairs in that order, and the truth boxes left unmatched."""
-    from torchvision.ops import box_iou
-
-    kept = torch.nonzero(pred["scores"] >= score).flatten()
-    order = kept[torch.argsort(pred["scores"][kept], descending=True)].tolist()
-    truth = target["boxes"]
-    matched = torch.zeros(len(truth), dtype=torch.bool)
-    ious = box_iou(pred["boxes"], truth) if len(pred["boxes"]) and len(truth) else None
-    pairs: list[tuple[int, int | None]] = []
-    for p in order:
-        if ious is not None:
-            candidates = ious[p].clone()
-            candidates[matched] = -1
-            t = int(torch.argmax(candidates))
-            if candidates[t] >= iou:
-                matched[t] = True
-                pairs.append((p, t))
-                continue
-        pairs.append((p, None))
-    return pairs, torch.nonzero(~matched).flatten().tolist()
 
 
 def confusion_at_iou(

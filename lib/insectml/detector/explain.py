@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from insectml import explain
-from insectml.detector.evaluate import CONFUSION_SCORE, load_detector, match_detections
+from insectml.detector.metrics import CONFUSION_SCORE, match_detections
+from insectml.detector.models import load_detector
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from insectml.detector.evaluate import load_detector
+from insectml.detector.models import load_detector
 from insectml.errors import UserError
 from insectml.fileio import write_json_atomic
 from insectml.modeldir import file_sha256

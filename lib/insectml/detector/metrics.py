@@ -15,6 +15,8 @@ import torch
 IOU_THRESHOLDS = np.asarray(torch.linspace(0.5, 0.95, 10).tolist())
 RECALL_THRESHOLDS = np.asarray(torch.linspace(0.0, 1.0, 101).tolist())
 MAX_DETECTIONS = 100
+CONFUSION_IOU = 0.5  # a detection is taken for the truth box it overlaps this much
+CONFUSION_SCORE = 0.5  # detections below this score are left out of the confusion matrix and the grid
 
 
 def predict(model, dataset, device, batch_size: int = 8, desc: str = "predict") -> tuple[list[dict], list[dict]]:
@@ -259,3 +261,30 @@ def _average_precision(tp: np.ndarray, weights: np.ndarray, n_truth: int) -> np.
         index = np.searchsorted(recall[t], RECALL_THRESHOLDS, side="left")
         ap[t] = np.where(index < n, envelope[t, np.minimum(index, n - 1)], 0.0).mean()
     return ap
+
+
+def match_detections(
+    pred: dict, target: dict, iou: float = CONFUSION_IOU, score: float = CONFUSION_SCORE
+) -> tuple[list[tuple[int, int | None]], list[int]]:
+    """Greedy matching of one image's detections scoring at least ``score``, best first,
+    each to the unmatched truth box it overlaps most if that IoU reaches ``iou``: the
+    (detection, truth box or None) pairs in that order, and the truth boxes left unmatched."""
+    from torchvision.ops import box_iou
+
+    kept = torch.nonzero(pred["scores"] >= score).flatten()
+    order = kept[torch.argsort(pred["scores"][kept], descending=True)].tolist()
+    truth = target["boxes"]
+    matched = torch.zeros(len(truth), dtype=torch.bool)
+    ious = box_iou(pred["boxes"], truth) if len(pred["boxes"]) and len(truth) else None
+    pairs: list[tuple[int, int | None]] = []
+    for p in order:
+        if ious is not None:
+            candidates = ious[p].clone()
+            candidates[matched] = -1
+            t = int(torch.argmax(candidates))
+            if candidates[t] >= iou:
+                matched[t] = True
+                pairs.append((p, t))
+                continue
+        pairs.append((p, None))
+    return pairs, torch.nonzero(~matched).flatten().tolist()

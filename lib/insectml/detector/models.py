@@ -174,3 +174,21 @@ def backbone_state(model, state: dict) -> dict:
             continue
         renamed["backbone.features." + ".".join(target)] = tensor
     return renamed
+
+
+def load_detector(model_dir: Path):
+    """The evaluation-mode detector of a model folder, its classes and its config."""
+    import json
+
+    import torch
+
+    for name in ("config.json", "labels.json", "weights.pt"):
+        if not (model_dir / name).is_file():
+            raise InputFileError(model_dir / name, "missing from the model directory")
+    config = json.loads((model_dir / "config.json").read_text())
+    classes = json.loads((model_dir / "labels.json").read_text())
+    model = create_detector(
+        config["model"], len(classes), config.get("image_size", 320), mean=config.get("mean"), std=config.get("std")
+    )
+    model.load_state_dict(torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True))
+    return model.eval(), classes, config

@@ -52,7 +52,7 @@ class DetectorPredictor:
                 warnings.simplefilter("ignore", FutureWarning)
                 self.model = torch.jit.load(str(model_dir / TORCHSCRIPT), map_location="cpu").eval()
         else:
-            from insectml.detector.evaluate import load_detector
+            from insectml.detector.models import load_detector
 
             self.model = load_detector(model_dir)[0]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from insectml.data.manifest import read_json, read_manifest, write_manifest
-from insectml.detector.evaluate import load_detector
 from insectml.detector.family import PARAMS as P
+from insectml.detector.models import load_detector
 from insectml.errors import ConfigError
 from insectml.fileio import write_json_atomic, write_text_atomic
 

@@ -24,7 +24,7 @@ from insectml.errors import ConfigError
 from insectml.fewshot.data import ImageSet, normalisation
 from insectml.fewshot.embed import ColourHistogram, embed, episode_scores, episode_summary, load_embedder
 from insectml.fewshot.explain import explain_evaluation
-from insectml.fewshot.gallery import Gallery, calibrate_threshold, probabilities
+from insectml.fewshot.gallery import Gallery, calibrate_threshold, probabilities, prototype_classification
 from insectml.fewshot.model import embedder_from_config
 from insectml.fileio import open_atomic, write_json_atomic
 from insectml.report import Figure, Section, Table
@@ -211,18 +211,6 @@ def _open_set_plots(known: np.ndarray, unknown: np.ndarray, threshold: float, au
 # uses the last one the test classes allow
 EPISODE_SHOTS = {"episodes_5way_1shot": 1, "episodes_5way_5shot": 5}
 BASELINES = {"colour_histogram": "colour histogram", "random_init": "random init"}  # name → what the report says
-
-
-def prototype_classification(emb: np.ndarray, rows: list[dict]) -> tuple[Gallery, np.ndarray, np.ndarray]:
-    """Nearest-prototype classification of ``rows`` (with ``subset`` support/query): the
-    gallery of their support images (one prototype per class), the embeddings of their
-    query images, and each query's true class index in the gallery."""
-    labels = [r["label"] for r in rows]
-    support = [i for i, r in enumerate(rows) if r["subset"] == "support"]
-    query = [i for i, r in enumerate(rows) if r["subset"] == "query"]
-    gallery = Gallery.from_embeddings(emb[support], [labels[i] for i in support])
-    truth = np.asarray([gallery.classes.index(labels[i]) for i in query], dtype=np.int64)
-    return gallery, emb[query], truth
 
 
 def _score(emb: np.ndarray, rows: list[dict], episodes: int, seed: int) -> tuple[dict, dict[str, np.ndarray]]:

@@ -164,7 +164,7 @@ def explain_evaluation(
     ``min_classes`` with error-free ones; ``explanations_pairs.png``, the ``pairs``
     most-confused class pairs, a query of A taken for B beside the most similar recognised
     image of B."""
-    from insectml.fewshot.evaluate import prototype_classification
+    from insectml.fewshot.gallery import prototype_classification
 
     layer = spatial_layer(model, config["image_size"])
     if layer is None:

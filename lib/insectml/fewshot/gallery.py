@@ -213,3 +213,15 @@ def nearest_neighbour(queries: np.ndarray, gallery: np.ndarray, chunk: int = 819
     for start in range(0, len(queries), chunk):
         out[start : start + chunk] = np.argmax(queries[start : start + chunk] @ gallery.T, axis=1)
     return out
+
+
+def prototype_classification(emb: np.ndarray, rows: list[dict]) -> tuple[Gallery, np.ndarray, np.ndarray]:
+    """Nearest-prototype classification of ``rows`` (with ``subset`` support/query): the
+    gallery of their support images (one prototype per class), the embeddings of their
+    query images, and each query's true class index in the gallery."""
+    labels = [r["label"] for r in rows]
+    support = [i for i, r in enumerate(rows) if r["subset"] == "support"]
+    query = [i for i, r in enumerate(rows) if r["subset"] == "query"]
+    gallery = Gallery.from_embeddings(emb[support], [labels[i] for i in support])
+    truth = np.asarray([gallery.classes.index(labels[i]) for i in query], dtype=np.int64)
+    return gallery, emb[query], truth

@@ -20,10 +20,9 @@ from insectml.data.manifest import read_json, read_manifest
 from insectml.errors import ConfigError
 from insectml.fewshot.data import BalancedBatches, ImageSet, normalisation
 from insectml.fewshot.embed import embed, episode_accuracy
-from insectml.fewshot.evaluate import prototype_classification
 from insectml.fewshot.family import PARAMS
 from insectml.fewshot.folds import Classes, score_heldout, select_classes, write_heldout
-from insectml.fewshot.gallery import fit_cosine_temperature
+from insectml.fewshot.gallery import fit_cosine_temperature, prototype_classification
 from insectml.fewshot.losses import MetricLoss, Trainable
 from insectml.fewshot.model import create_embedder
 from insectml.fileio import open_atomic
