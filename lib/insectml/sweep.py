@@ -246,7 +246,7 @@ def section(path: Path) -> Section:
     summary = read_json(path, "sweep summary (sweep.json)", keys=("configs", "metric", "best"))
     plot = path.parent / "sweep.png"
     return Section(
-        "Sweep",
+        f"Sweep ({len(summary['configs'])} configurations; best: {summary['best']}, evaluated on test)",
         tables=[table(summary)],
         figures=[Figure(plot, f"sweep: validation {summary['metric']} per configuration")] if plot.is_file() else [],
     )

@@ -5,6 +5,7 @@ macro-F1, refits calibrated on them, the verdict against the baseline first in t
 from __future__ import annotations
 
 import csv
+import html
 import json
 
 import pytest
@@ -47,8 +48,8 @@ def test_models_are_chosen_by_cross_validation_and_the_verdict_comes_first(cv_ru
         assert row["macro_f1_low"] <= row["macro_f1"] <= row["macro_f1_high"]
     verdict = comparison["verdict"]
     report = (cv_run / "comparison" / "report.html").read_text()
-    assert report.index("class='verdict'") < report.index("<table") and "(baseline)" in report
-    assert verdict["beats_baseline"] in (True, False) and verdict["sentence"] in report.replace("&#x27;", "'")
+    assert report.index('class="verdict"') < report.index("<table") and "(baseline)" in report
+    assert verdict["beats_baseline"] in (True, False) and verdict["sentence"] in html.unescape(report)
 
 
 def test_the_packaged_model_is_the_calibrated_refit_with_its_cv_in_lineage(cv_run):

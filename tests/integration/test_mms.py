@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 from insectml.serving.mms import ServerConfig, _alive, predict, start, stop
+from insectml.serving.predlog import LogSettings
 
 from .conftest import free_port
 
@@ -32,6 +33,8 @@ def server(nf_test_run, repo_root, tmp_path_factory, run_cli):
         state_dir=state,
         port=free_port(),
         management_port=free_port(),
+        # inputs and a summary on every line: the loop test below feeds monitor and select with them
+        prediction_log=LogSettings(inputs=True, summary_share=1.0),
     )
     probe = repo_root / "data/wingbeat/recordings/aedes_aegypti/aedes_aegypti_0000.wav"
     info = start(cfg, probe=("wingbeat", probe.read_bytes()), timeout=240)
@@ -157,3 +160,28 @@ def test_served_net_uses_the_training_front_end(server, nf_test_run, repo_root, 
     expected = json.loads(local.stdout)["probabilities"]
     assert served.keys() == expected.keys()
     assert all(abs(served[k] - expected[k]) < 1e-5 for k in expected)
+
+
+def test_the_log_feeds_monitor_and_select(server, nf_test_run, repo_root, run_cli, tmp_path):
+    """The loop on a real server: its log (with inputs) is what 'insectml monitor' compares
+    with the release's data and what 'insectml select' picks samples from."""
+    cfg, _ = server
+    cwd, _ = nf_test_run
+    for wav in sorted((repo_root / "data/wingbeat/recordings").glob("*/*_001[0-9].wav"))[:30]:
+        predict(cfg.inference_url, "wingbeat", wav.read_bytes(), content_type="audio/wav")
+    log = cfg.prediction_log_dir
+    results = cwd / "results/wingbeat"
+    monitored = run_cli("monitor", log, "--reference", results, "--model", "wingbeat", "--out", tmp_path / "monitor")
+    best = (results / "comparison/best.txt").read_text().strip()
+    chosen = run_cli(
+        "select", log, "--model", results / "models" / best, "--budget", "5", "--strategy", "hybrid",
+        "--out", tmp_path / "round1",
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "monitor/monitor.json").read_text()) if monitored.returncode in (0, 3) else {}
+    selection = json.loads((tmp_path / "round1/selection.json").read_text()) if chosen.returncode == 0 else {}
+    assert (monitored.returncode in (0, 3), bool(summary), chosen.returncode, len(selection.get("items", []))) == (
+        True,
+        True,
+        0,
+        5,
+    ), monitored.stderr + chosen.stderr

@@ -223,7 +223,7 @@ def test_the_comparison_report_says_the_verdict_first_and_marks_the_chosen_model
     best_config = json.loads((sweep / "sweep.json").read_text())["best"]
     assert len(highlighted) == 2  # the chosen model, the chosen sweep configuration
     assert f"<td>{comparison['best']}</td>" in highlighted[0] and f"<td>{best_config}</td>" in highlighted[1]
-    assert "<h2>Sweep</h2>" in report and "<h2>Training curves</h2>" in report
+    assert "<h2>Sweep (" in report and "<h2>Training curves</h2>" in report
 
 
 def test_the_sweep_table_puts_the_best_first_and_highlights_it():
