@@ -171,8 +171,8 @@ def test_the_log_feeds_monitor_and_select(server, nf_test_run, repo_root, run_cl
         predict(cfg.inference_url, "wingbeat", wav.read_bytes(), content_type="audio/wav")
     log = cfg.prediction_log_dir
     results = cwd / "results/wingbeat"
-    monitored = run_cli("monitor", log, "--reference", results, "--model", "wingbeat", "--out", tmp_path / "monitor")
-    best = (results / "comparison/best.txt").read_text().strip()
+    best = (results / "comparison/best.txt").read_text().strip()  # what wingbeat.mar holds
+    monitored = run_cli("monitor", log, "--reference", results, "--model", best, "--out", tmp_path / "monitor")
     chosen = run_cli(
         "select", log, "--model", results / "models" / best, "--budget", "5", "--strategy", "hybrid",
         "--out", tmp_path / "round1",
